@@ -1,0 +1,74 @@
+"""Callbacks movielab adds to Lightning's: generated samples in TensorBoard, exact RNG on resume."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from movielab.sampling import SamplingSettings
+
+log = logging.getLogger(__name__)
+
+
+class TextSamples(L.Callback):
+    """After each validation, sample a few texts and add them to TensorBoard's Text tab.
+
+    Uses its own seeded generator, so logging samples never changes the training run's randomness.
+    """
+
+    def __init__(
+        self,
+        num_samples: int = 3,
+        max_new_tokens: int = 300,
+        temperature: float = 0.8,
+        top_k: int | None = None,
+        top_p: float | None = 0.95,
+        seed: int = 0,
+        prompt: dict[str, Any] | None = None,
+    ) -> None:
+        self.num_samples = num_samples
+        self.settings = SamplingSettings(
+            temperature=temperature, top_k=top_k, top_p=top_p, max_new_tokens=max_new_tokens
+        )
+        self.seed = seed
+        self.prompt = dict(prompt or {})
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero or not hasattr(pl_module, "generate_text"):
+            return
+        loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+        if not loggers:
+            return
+        datamodule = trainer.datamodule
+        generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
+        texts = pl_module.generate_text(
+            datamodule.tokenizer,
+            datamodule.template,
+            self.num_samples,
+            self.settings,
+            generator,
+            **self.prompt,
+        )
+        markdown = "\n\n---\n\n".join(f"```\n{text}\n```" for text in texts)
+        for logger in loggers:
+            logger.experiment.add_text("samples", markdown, global_step=trainer.global_step)
+
+
+class ResumableRandomState(L.Callback):
+    """Saves the torch RNG states in checkpoints and restores them on resume, so dropout after
+    resuming draws the same masks as an uninterrupted run would have."""
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        torch.set_rng_state(state_dict["cpu"])
+        if "cuda" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])

@@ -1,0 +1,1 @@
+"""The shared data layer: file -> records -> token ids (cached) -> batches."""

@@ -1,0 +1,134 @@
+"""Batches drawn as a pure function of (seed, rank, step), so a resumed run sees the same data."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from movielab.data.token_cache import TokenSplit
+from movielab.errors import MovielabError
+
+Batch = dict[str, torch.Tensor]
+
+
+class StepBatchLoader:
+    """An epoch of `steps_per_epoch` batches where batch k is `draw(k)` for the global step k.
+
+    Lightning saves `state_dict()` in checkpoints and restores it on resume, so the run continues
+    with the very batch an uninterrupted run would have drawn next (Lightning does not prefetch
+    from a loader with a length, so "yielded" equals "trained on").
+    """
+
+    def __init__(self, draw: Callable[[int], Batch], steps_per_epoch: int) -> None:
+        self.draw = draw
+        self.steps_per_epoch = steps_per_epoch
+        self.next_step = 0
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch
+
+    def __iter__(self) -> Iterator[Batch]:
+        epoch_end = (self.next_step // self.steps_per_epoch + 1) * self.steps_per_epoch
+        while self.next_step < epoch_end:
+            batch = self.draw(self.next_step)
+            self.next_step += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"next_step": self.next_step}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.next_step = int(state["next_step"])
+
+
+class FixedBatches:
+    """The same batches every epoch (validation). A plain list would read to Lightning as one
+    dataloader per element."""
+
+    def __init__(self, batches: list[Batch]) -> None:
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[Batch]:
+        return iter(self.batches)
+
+
+def windows_at(tokens: np.ndarray, starts: np.ndarray, block_size: int) -> Batch:
+    """Inputs and next-token targets for windows starting at `starts`, gathered in one indexing op."""
+    windows = torch.from_numpy(tokens[starts[:, None] + np.arange(block_size + 1)].astype(np.int64))
+    return {"inputs": windows[:, :-1], "targets": windows[:, 1:]}
+
+
+def step_rng(seed: int, rank: int, step: int) -> np.random.Generator:
+    return np.random.default_rng([seed, rank, step])
+
+
+@dataclass(frozen=True)
+class WindowBatching:
+    """Random fixed-length windows from the token stream, for language models over running text.
+
+    steps_per_epoch: default one pass over the training tokens; repeat_batches: cycle the first N
+    batches (the overfit debug preset).
+    """
+
+    block_size: int
+    batch_size: int
+    steps_per_epoch: int | None = None
+    repeat_batches: int | None = None
+    val_max_windows: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("block_size", "batch_size"):
+            if getattr(self, name) < 1:
+                raise MovielabError(f"data.batching.{name}={getattr(self, name)} must be at least 1")
+
+    def _check_length(self, split: TokenSplit, name: str) -> None:
+        if len(split.tokens) < self.block_size + 1:
+            raise MovielabError(
+                f"the {name} split has {len(split.tokens)} tokens, fewer than block_size+1="
+                f"{self.block_size + 1}; use a smaller model.net.config.block_size or more data"
+            )
+
+    def train_loader(self, split: TokenSplit, seed: int, rank: int = 0) -> StepBatchLoader:
+        self._check_length(split, "training")
+        tokens, block, batch = split.tokens, self.block_size, self.batch_size
+
+        def draw(step: int) -> Batch:
+            if self.repeat_batches:
+                step %= self.repeat_batches
+            starts = step_rng(seed, rank, step).integers(0, len(tokens) - block, size=batch)
+            return windows_at(tokens, starts, block)
+
+        steps = self.steps_per_epoch or max(1, math.ceil(len(tokens) / (block * batch)))
+        return StepBatchLoader(draw, steps)
+
+    def val_loader(self, split: TokenSplit, rank: int = 0, world_size: int = 1) -> FixedBatches:
+        """Consecutive non-overlapping windows: the same validation set every time, sharded by rank."""
+        self._check_length(split, "validation")
+        n_windows = (len(split.tokens) - 1) // self.block_size
+        if self.val_max_windows:
+            n_windows = min(n_windows, self.val_max_windows)
+        starts = np.arange(n_windows)[rank::world_size] * self.block_size
+        return FixedBatches(
+            [
+                windows_at(split.tokens, starts[i : i + self.batch_size], self.block_size)
+                for i in range(0, len(starts), self.batch_size)
+            ]
+        )
+
+
+def batch_size_of(batch: Batch) -> int:
+    """Samples in a batch (for Lightning's ThroughputMonitor)."""
+    return batch["inputs"].size(0)
+
+
+def tokens_in(batch: Batch) -> int:
+    """Tokens in a batch (ThroughputMonitor's items, so items_per_sec is tokens/s)."""
+    return batch["inputs"].numel()

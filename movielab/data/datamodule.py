@@ -1,0 +1,111 @@
+"""One LightningDataModule for every model: a reader, a template, a tokenizer and a batching."""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+from movielab.data.preparation import Reader, prepare_token_data
+from movielab.data.templates import Template
+from movielab.data.token_cache import TokenData
+from movielab.data.tokenizers import Tokenizer, TokenizerSpec
+from movielab.errors import MovielabError
+
+log = logging.getLogger(__name__)
+
+
+def bundled_sample(name: str) -> Path:
+    return Path(str(resources.files("movielab.data") / "samples" / name))
+
+
+class TextDataModule(L.LightningDataModule):
+    """`path` is the user's file; without it the bundled `sample` is used and a line says so.
+
+    The token data is prepared by `setup()` (or `prepare()`, callable before a Trainer exists, so
+    the model can be sized from the tokenizer's vocabulary).
+    """
+
+    def __init__(
+        self,
+        reader: Reader,
+        template: Template,
+        tokenizer: TokenizerSpec,
+        batching: Any,
+        path: str | None = None,
+        sample: str | None = None,
+        source_hint: str = "",
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+        seed: int = 0,
+        cache_dir: str = "outputs/cache/tokens",
+    ) -> None:
+        super().__init__()
+        self.reader = reader
+        self.template = template
+        self.tokenizer_spec = tokenizer
+        self.batching = batching
+        self.path = path
+        self.sample = sample
+        self.source_hint = source_hint
+        self.val_fraction = val_fraction
+        self.split_seed = split_seed
+        self.seed = seed
+        self.cache_dir = cache_dir
+        self.data: TokenData | None = None
+
+    def resolve_path(self) -> Path:
+        if self.path is None:
+            if self.sample is None:
+                raise MovielabError(f"data.path is required: point it at your file ({self.source_hint})")
+            sample = bundled_sample(self.sample)
+            log.info(
+                "No data.path given: training on the bundled sample %s (invented data). "
+                "For real data add data.path=/path/to/your/file (%s)",
+                sample.name,
+                self.source_hint,
+            )
+            return sample
+        path = Path(self.path).expanduser()
+        if not path.is_file():
+            raise MovielabError(f"data file not found: {path} (expected {self.source_hint})")
+        return path
+
+    def prepare(self) -> TokenData:
+        if self.data is None:
+            self.data = prepare_token_data(
+                self.resolve_path(),
+                self.reader,
+                self.template,
+                self.tokenizer_spec,
+                self.val_fraction,
+                self.split_seed,
+                self.cache_dir,
+            )
+        return self.data
+
+    def setup(self, stage: str | None = None) -> None:
+        self.prepare()
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self.prepare().tokenizer
+
+    @property
+    def fingerprint(self) -> str:
+        return self.prepare().fingerprint
+
+    def _rank(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def train_dataloader(self) -> Any:
+        rank, _ = self._rank()
+        return self.batching.train_loader(self.prepare().train, seed=self.seed, rank=rank)
+
+    def val_dataloader(self) -> Any:
+        rank, world_size = self._rank()
+        return self.batching.val_loader(self.prepare().val, rank=rank, world_size=world_size)

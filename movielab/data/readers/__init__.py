@@ -1,0 +1,6 @@
+"""Readers turn a file in a real-world format into typed Records."""
+
+from movielab.data.readers.csv_reader import CsvReader
+from movielab.data.readers.text_file import TextFileReader
+
+__all__ = ["CsvReader", "TextFileReader"]

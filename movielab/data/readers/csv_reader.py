@@ -1,0 +1,80 @@
+"""Read any CSV/TSV by column name into Records (Letterboxd, IMDb exports, a user's own file)."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from movielab.data.readers.lines import iter_text_lines
+from movielab.data.records import RECORD_FIELDS, Record
+from movielab.errors import MovielabError
+
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+
+
+@dataclass(frozen=True)
+class CsvReader:
+    """Maps columns to Record fields by name, so extra or reordered columns do not matter.
+
+    `columns` maps a Record field (title, description, tagline, text, year, rating, genres) to the
+    file's column name. Columns for fields the template needs must exist; the others may be absent.
+    """
+
+    columns: Mapping[str, str] = field(default_factory=dict)
+    delimiter: str = ","
+    genre_separator: str = "|"
+    null_values: tuple[str, ...] = ("", "\\N")
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.columns) - set(RECORD_FIELDS))
+        if unknown:
+            raise MovielabError(
+                f"data.reader.columns: unknown record field(s) {unknown}; known: {', '.join(RECORD_FIELDS)}"
+            )
+
+    def read(self, path: str | Path, required: Iterable[str] = ()) -> Iterator[Record]:
+        rows = csv.reader(iter_text_lines(path), delimiter=self.delimiter)
+        header = [name.strip() for name in next(rows, [])]
+        positions = self._column_positions(path, header, set(required))
+        start_line = rows.line_num + 1
+        for row in rows:
+            if any(cell.strip() for cell in row):
+                yield self._record(path, row, positions, start_line)
+            start_line = rows.line_num + 1
+
+    def _column_positions(self, path: str | Path, header: list[str], required: set[str]) -> dict[str, int]:
+        positions = {}
+        for field_name, column in self.columns.items():
+            if column in header:
+                positions[field_name] = header.index(column)
+            elif field_name in required:
+                raise MovielabError(
+                    f"{path}: required column '{column}' (for {field_name}) is missing; columns found: "
+                    f"{', '.join(header) or 'none'}; map yours with data.reader.columns.{field_name}=<column>"
+                )
+        return positions
+
+    def _record(self, path: str | Path, row: list[str], positions: dict[str, int], line: int) -> Record:
+        values: dict[str, object] = {"line": line}
+        for field_name, position in positions.items():
+            cell = row[position].strip() if position < len(row) else ""
+            if cell in self.null_values:
+                continue
+            values[field_name] = self._convert(path, line, field_name, cell)
+        return Record(**values)
+
+    def _convert(self, path: str | Path, line: int, field_name: str, cell: str) -> object:
+        if field_name == "rating":
+            try:
+                return float(cell)
+            except ValueError:
+                raise MovielabError(f"{path}:{line}: rating '{cell}' is not a number") from None
+        if field_name == "year":
+            digits = cell[:4]
+            return int(digits) if digits.isdigit() else None
+        if field_name == "genres":
+            return tuple(g.strip() for g in cell.split(self.genre_separator) if g.strip())
+        return cell.replace("\r\n", "\n")

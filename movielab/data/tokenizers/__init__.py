@@ -1,0 +1,11 @@
+"""Tokenizers share one interface so every model, the cache and checkpoints handle them alike."""
+
+from movielab.data.tokenizers.base import (
+    Tokenizer,
+    TokenizerSpec,
+    register_tokenizer,
+    tokenizer_from_state,
+)
+from movielab.data.tokenizers.char import CharTokenizer
+
+__all__ = ["CharTokenizer", "Tokenizer", "TokenizerSpec", "register_tokenizer", "tokenizer_from_state"]

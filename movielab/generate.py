@@ -1,0 +1,122 @@
+"""`python -m movielab.generate ckpt=PATH title="..."`: sample from a checkpoint, print and save."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig
+from rich.console import Console
+
+from movielab import CONFIG_DIR
+from movielab.checkpoint import load_run
+from movielab.errors import MovielabError, user_errors_reported
+from movielab.sampling import SamplingSettings
+
+# options whose values are free text: quoted for Hydra so titles may hold apostrophes and commas
+FREE_TEXT_OPTIONS = ("title", "prime", "text")
+
+
+def quote_free_text(argv: list[str]) -> list[str]:
+    """`title=Schindler's List` -> `title="Schindler's List"`, which Hydra's override parser accepts."""
+    pattern = re.compile(rf"^(\+{{0,2}}(?:{'|'.join(FREE_TEXT_OPTIONS)}))=(.*)$", re.DOTALL)
+    quoted = []
+    for arg in argv:
+        match = pattern.match(arg)
+        value = match.group(2) if match else ""
+        if match and not (len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""):
+            escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+            arg = f'{match.group(1)}="{escaped}"'
+        quoted.append(arg)
+    return quoted
+
+
+def pick_device(name: str) -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def unused_path(folder: Path, stem: str, suffix: str) -> Path:
+    """A new file name in `folder`: never overwrite samples saved before."""
+    candidate, n = folder / f"{stem}{suffix}", 1
+    while candidate.exists():
+        candidate, n = folder / f"{stem}-{n}{suffix}", n + 1
+    return candidate
+
+
+def save_samples(run_dir: Path, header: str, texts: list[str]) -> Path:
+    folder = run_dir / "samples"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = unused_path(folder, datetime.now().strftime("%Y-%m-%d_%H-%M-%S"), ".txt")
+    body = header + "".join(f"\n=== sample {i} ===\n{text}\n" for i, text in enumerate(texts, 1))
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(body, encoding="utf-8")
+    temporary.replace(path)
+    return path
+
+
+def show(console: Console, texts: list[str], typewriter: bool, delay: float) -> None:
+    for i, text in enumerate(texts, 1):
+        console.rule(f"sample {i}")
+        if not typewriter:
+            console.print(text, markup=False, highlight=False)
+            continue
+        for char in text:
+            sys.stdout.write(char)
+            sys.stdout.flush()
+            time.sleep(delay)
+        sys.stdout.write("\n")
+
+
+def generate(cfg: DictConfig) -> list[str]:
+    settings = SamplingSettings(
+        temperature=cfg.temperature,
+        top_k=cfg.top_k,
+        top_p=cfg.top_p,
+        max_new_tokens=cfg.max_new_tokens,
+        use_cache=cfg.use_cache,
+    )
+    if cfg.num_samples < 1:
+        raise MovielabError(f"num_samples={cfg.num_samples} must be at least 1")
+    device = pick_device(cfg.device)
+    run = load_run(cfg.ckpt, device=device)
+    template = hydra.utils.instantiate(run.config.data.template)
+    seed = cfg.seed if cfg.seed is not None else secrets.randbelow(2**31)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    texts = run.module.generate_text(
+        run.tokenizer, template, cfg.num_samples, settings, generator, title=cfg.title
+    )
+    console = Console()
+    show(console, texts, cfg.typewriter, cfg.typewriter_delay)
+    if cfg.save:
+        header = (
+            f"# ckpt={run.path} title={cfg.title!r} seed={seed} temperature={settings.temperature} "
+            f"top_k={settings.top_k} top_p={settings.top_p} max_new_tokens={settings.max_new_tokens}\n"
+        )
+        saved = save_samples(run.run_dir, header, texts)
+        print(f"saved {len(texts)} samples to {saved} (seed={seed})")
+    return texts
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="generate")
+def _hydra_main(cfg: DictConfig) -> None:
+    with user_errors_reported():
+        generate(cfg)
+
+
+def main() -> None:
+    sys.argv = [sys.argv[0], *quote_free_text(sys.argv[1:])]
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

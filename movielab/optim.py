@@ -1,0 +1,36 @@
+"""Optimizer parameter groups and learning-rate schedules laid out over the run's steps."""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR
+
+
+def weight_decay_groups(module: nn.Module) -> list[dict]:
+    """Decay matrices and embeddings; leave biases and LayerNorm gains alone (as GPT-2 does)."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    return [
+        {"params": [p for p in params if p.dim() >= 2]},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+
+
+def _warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def warmup_cosine(
+    optimizer: Optimizer, total_steps: int, warmup_steps: int = 100, min_lr_ratio: float = 0.1
+) -> LambdaLR:
+    """Linear warmup to the optimizer's lr, then cosine decay to min_lr_ratio * lr at total_steps."""
+    factor = partial(
+        _warmup_cosine_factor, warmup_steps=warmup_steps, total_steps=total_steps, min_lr_ratio=min_lr_ratio
+    )
+    return LambdaLR(optimizer, factor)

@@ -1,0 +1,118 @@
+"""`python -m movielab.train [overrides]`: prepare data, train, checkpoint, and say where it all went."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from movielab import CONFIG_DIR
+from movielab.callbacks import ResumableRandomState
+from movielab.checkpoint import SECTION, AtomicCheckpointIO, RunDescription, read_checkpoint
+from movielab.errors import MovielabError, user_errors_reported
+
+log = logging.getLogger(__name__)
+
+
+def _instantiate_all(group: DictConfig | None) -> list[Any]:
+    return [instantiate(node) for node in (group or {}).values() if node is not None and "_target_" in node]
+
+
+def _check_resume(ckpt_path: str, fingerprint: str) -> None:
+    previous = read_checkpoint(ckpt_path)[SECTION]["data_fingerprint"]
+    if previous != fingerprint:
+        raise MovielabError(
+            f"{ckpt_path} was trained on other data or tokenization (fingerprint {previous}, now "
+            f"{fingerprint}); resume with the same data.* options as the original run"
+        )
+
+
+def _hparams(cfg: DictConfig) -> dict[str, Any]:
+    """The config as flat scalars for TensorBoard's HParams tab."""
+    flat = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key != "_target_":
+                    walk(value, f"{prefix}{key}/" if prefix or key else "")
+        elif isinstance(node, bool | int | float | str) and node is not None:
+            flat[prefix.rstrip("/")] = node
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return {k: v for k, v in flat.items() if not k.startswith(("paths/", "hydra"))}
+
+
+def train(cfg: DictConfig) -> float | None:
+    """Train one model from a composed config; returns cfg.optimized_metric for sweeps."""
+    started = time.perf_counter()
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    data = datamodule.prepare()
+    with open_dict(cfg):
+        cfg.vocab_size = data.tokenizer.vocab_size
+    if cfg.ckpt_path:
+        _check_resume(cfg.ckpt_path, data.fingerprint)
+
+    model = instantiate(cfg.model)
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    data.tokenizer.save(output_dir / "tokenizer.json")
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    callbacks = [
+        *_instantiate_all(cfg.get("callbacks")),
+        RunDescription(resolved, data.tokenizer, data.fingerprint),
+        ResumableRandomState(),
+    ]
+    loggers = _instantiate_all(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+    )
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("Model: %s with %.2fM parameters", type(model.net).__name__, n_params / 1e6)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    final = {f"final/{name.split('/', 1)[1]}": value for name, value in metrics.items()}
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):  # fills TensorBoard's HParams tab
+            logger.log_hyperparams(_hparams(cfg), final)
+        else:
+            logger.log_hyperparams(_hparams(cfg))
+        logger.save()
+    _print_summary(trainer, output_dir, metrics, time.perf_counter() - started)
+    value = metrics.get(cfg.optimized_metric)
+    return None if value is None or math.isnan(value) else value
+
+
+def _print_summary(trainer: L.Trainer, output_dir: Path, metrics: dict[str, float], seconds: float) -> None:
+    checkpoint = trainer.checkpoint_callback
+    lines = [
+        f"Run finished in {seconds / 60:.1f} min after {trainer.global_step} steps.",
+        *(f"  {name} = {value:.4f}" for name, value in sorted(metrics.items())),
+        f"  run folder:   {output_dir}",
+    ]
+    if checkpoint is not None and getattr(checkpoint, "last_model_path", ""):
+        lines.append(f"  last ckpt:    {checkpoint.last_model_path}")
+        lines.append(f"  best ckpt:    {checkpoint.best_model_path}")
+        lines.append(f"  sample:       python -m movielab.generate ckpt={checkpoint.last_model_path}")
+    lines.append(f"  TensorBoard:  tensorboard --logdir {output_dir.parent.parent}")
+    print("\n".join(lines))
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    with user_errors_reported():
+        return train(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Each bad input gets one line on stderr naming the file/option and what is expected, exit code 2."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+from movielab import generate, train
+
+
+def run_cli(entry, argv, monkeypatch, capsys) -> str:
+    monkeypatch.setattr(sys, "argv", ["movielab", *argv])
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        entry()
+    stderr = capsys.readouterr().err
+    assert exit_info.value.code == 2, stderr
+    assert "Traceback" not in stderr
+    error_lines = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and stderr.rstrip().endswith(error_lines[0]), stderr
+    return error_lines[0]
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_missing_data_file_says_where_real_data_comes_from(in_tmp, monkeypatch, capsys):
+    line = run_cli(train.main, ["data.path=nowhere/movies.csv"], monkeypatch, capsys)
+    assert "data file not found: nowhere/movies.csv" in line and "Letterboxd" in line
+
+
+def test_missing_required_column(in_tmp, monkeypatch, capsys):
+    (in_tmp / "films.csv").write_text("title,plot\nA,B\n", encoding="utf-8")
+    line = run_cli(train.main, ["data.path=films.csv"], monkeypatch, capsys)
+    assert "films.csv: required column 'name'" in line
+
+
+def test_empty_dataset_after_filtering(in_tmp, monkeypatch, capsys):
+    (in_tmp / "films.csv").write_text("name,description\nA,\nB,\n", encoding="utf-8")
+    line = run_cli(train.main, ["data.path=films.csv"], monkeypatch, capsys)
+    assert "no records left after filtering" in line
+
+
+def test_non_utf8_input(in_tmp, monkeypatch, capsys):
+    (in_tmp / "films.csv").write_bytes("name,description\nCaf\xe9,x\n".encode("latin-1"))
+    line = run_cli(train.main, ["data.path=films.csv"], monkeypatch, capsys)
+    assert "films.csv:2: byte 0xe9" in line and "UTF-8" in line
+
+
+def test_n_embd_not_divisible_by_n_head(in_tmp, monkeypatch, capsys):
+    argv = ["model.net.config.n_embd=100", "model.net.config.n_head=3", "model.net.config.block_size=16"]
+    line = run_cli(train.main, argv, monkeypatch, capsys)
+    assert "n_embd=100 must be divisible by n_head=3" in line
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("temperature=0", "temperature=0 must be greater than 0"),
+        ("top_p=1.5", "top_p=1.5 must be in (0, 1]"),
+        ("top_k=0", "top_k=0 must be at least 1"),
+    ],
+)
+def test_bad_sampling_options(in_tmp, monkeypatch, capsys, option, message):
+    line = run_cli(generate.main, ["ckpt=any.ckpt", option], monkeypatch, capsys)
+    assert message in line
+
+
+def test_missing_checkpoint(in_tmp, monkeypatch, capsys):
+    line = run_cli(generate.main, ["ckpt=runs/last.ckpt"], monkeypatch, capsys)
+    assert "checkpoint not found: runs/last.ckpt" in line
+
+
+def test_not_a_movielab_checkpoint(in_tmp, monkeypatch, capsys):
+    torch.save({"state_dict": {}}, in_tmp / "other.ckpt")
+    (in_tmp / "notes.ckpt").write_text("hello", encoding="utf-8")
+    line = run_cli(generate.main, ["ckpt=other.ckpt"], monkeypatch, capsys)
+    assert "other.ckpt is not a movielab checkpoint" in line
+    line = run_cli(generate.main, ["ckpt=notes.ckpt"], monkeypatch, capsys)
+    assert "notes.ckpt is not a movielab checkpoint" in line
+
+
+def test_titles_with_apostrophes_and_commas_reach_hydra_intact():
+    quoted = generate.quote_free_text(["title=Schindler's List, Part 2", "num_samples=2", 'title="kept"'])
+    assert quoted == ['title="Schindler\'s List, Part 2"', "num_samples=2", 'title="kept"']
+
+
+def test_full_traceback_on_request(in_tmp, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["movielab", "ckpt=missing.ckpt"])
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    from movielab.errors import MovielabError
+
+    with pytest.raises(MovielabError):
+        generate.main()

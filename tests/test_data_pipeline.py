@@ -1,0 +1,143 @@
+"""Filtering, the split by record, the token cache, and batches drawn as a function of the step."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from movielab.data.batching import WindowBatching
+from movielab.data.preparation import prepare_token_data
+from movielab.data.readers import CsvReader
+from movielab.data.split import split_indices
+from movielab.data.templates import Template
+from movielab.data.token_cache import TokenSplit
+from movielab.data.tokenizers import CharTokenizer, TokenizerSpec
+from movielab.errors import MovielabError
+from tests.test_readers import LETTERBOXD_COLUMNS
+
+
+def _prepare(path, cache_dir, template=None):
+    return prepare_token_data(
+        path,
+        CsvReader(LETTERBOXD_COLUMNS),
+        template or Template(),
+        TokenizerSpec("char"),
+        val_fraction=0.25,
+        split_seed=0,
+        cache_dir=cache_dir,
+    )
+
+
+def test_rows_without_description_are_skipped_and_counted(movies_csv, tmp_path, caplog):
+    with caplog.at_level(logging.INFO):
+        data = _prepare(movies_csv, tmp_path / "cache")
+    assert "skipped 1 of 5 records with no description" in caplog.text
+    assert data.train.n_records + data.val.n_records == 4
+    assert data.stats["records_skipped"] == {"description": 1}
+
+
+def test_split_decodes_to_whole_records(movies_csv, tmp_path):
+    data = _prepare(movies_csv, tmp_path / "cache")
+    texts = [
+        data.tokenizer.decode(split.record_tokens(i))
+        for split in (data.train, data.val)
+        for i in range(split.n_records)
+    ]
+    assert all(
+        t.startswith("The description of the movie named '") and t.endswith("END_OF_MOVIE\n") for t in texts
+    )
+    assert len(set(texts)) == 4
+
+
+def test_split_is_by_record_and_deterministic():
+    train, val = split_indices(100, 0.1, seed=7)
+    assert len(val) == 10 and not set(train) & set(val) and len(set(train) | set(val)) == 100
+    again_train, again_val = split_indices(100, 0.1, seed=7)
+    assert (train == again_train).all() and (val == again_val).all()
+    assert not (split_indices(100, 0.1, seed=8)[1] == val).all()
+
+
+def test_second_run_reads_the_cache_without_tokenizing(movies_csv, tmp_path, monkeypatch):
+    first = _prepare(movies_csv, tmp_path / "cache")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("tokenized again although the cache holds these tokens")
+
+    monkeypatch.setattr(CharTokenizer, "train", classmethod(refuse))
+    monkeypatch.setattr(CharTokenizer, "encode_batch", refuse)
+    second = _prepare(movies_csv, tmp_path / "cache")
+    assert isinstance(second.train.tokens, np.memmap)
+    assert (np.asarray(second.train.tokens) == np.asarray(first.train.tokens)).all()
+    assert second.fingerprint == first.fingerprint
+
+
+def test_cache_key_follows_content_and_template(movies_csv, tmp_path):
+    base = _prepare(movies_csv, tmp_path / "cache").fingerprint
+    other_template = _prepare(
+        movies_csv, tmp_path / "cache", Template("{title}: {description}\n")
+    ).fingerprint
+    movies_csv.write_text(
+        movies_csv.read_text(encoding="utf-8") + "9,Extra,2000,,New plot.,90,3\n", encoding="utf-8"
+    )
+    other_content = _prepare(movies_csv, tmp_path / "cache").fingerprint
+    assert len({base, other_template, other_content}) == 3
+
+
+def test_empty_dataset_after_filtering(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_text("name,description\nA,\nB,\n", encoding="utf-8")
+    with pytest.raises(MovielabError, match=r"empty.csv: no records left after filtering .*description"):
+        _prepare(path, tmp_path / "cache")
+
+
+def _stream(n: int = 500) -> TokenSplit:
+    tokens = (np.arange(n) % 50).astype(np.uint16)
+    return TokenSplit(tokens, np.array([0, n]), np.array([np.nan], dtype=np.float32))
+
+
+def test_batches_are_a_function_of_seed_and_step():
+    batching = WindowBatching(block_size=16, batch_size=4)
+    loader = batching.train_loader(_stream(), seed=3)
+    first = [b["inputs"] for b in loader]
+    again = [b["inputs"] for b in batching.train_loader(_stream(), seed=3)]
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not torch.equal(first[0], first[1])
+    other_seed = next(iter(batching.train_loader(_stream(), seed=4)))["inputs"]
+    assert not torch.equal(first[0], other_seed)
+    batch = first[0]
+    assert batch.shape == (4, 16)
+
+
+def test_targets_are_inputs_shifted_by_one():
+    batch = next(iter(WindowBatching(block_size=16, batch_size=4).train_loader(_stream(), seed=0)))
+    assert torch.equal(batch["inputs"][:, 1:], batch["targets"][:, :-1])
+
+
+def test_restored_loader_continues_with_the_next_step():
+    batching = WindowBatching(block_size=8, batch_size=2, steps_per_epoch=6)
+    one_loader = batching.train_loader(_stream(), seed=1)
+    uninterrupted = [b["inputs"] for _ in range(2) for b in one_loader][:10]
+    loader = batching.train_loader(_stream(), seed=1)
+    seen = [b["inputs"] for _, b in zip(range(4), loader, strict=False)]
+    resumed = batching.train_loader(_stream(), seed=1)
+    resumed.load_state_dict(loader.state_dict())
+    seen += [b["inputs"] for b in resumed]  # rest of the first epoch
+    seen += [b["inputs"] for b in resumed][:4]  # the next epoch
+    assert len(seen) == 10
+    assert all(torch.equal(a, b) for a, b in zip(uninterrupted, seen, strict=True))
+
+
+def test_validation_windows_are_fixed_and_disjoint():
+    batching = WindowBatching(block_size=16, batch_size=4)
+    batches = list(batching.val_loader(_stream(200)))
+    starts = torch.cat([b["inputs"][:, 0] for b in batches])
+    assert sum(b["inputs"].size(0) for b in batches) == (200 - 1) // 16
+    assert torch.equal(starts, torch.tensor([(16 * i) % 50 for i in range(len(starts))]))
+
+
+def test_split_too_short_for_a_window():
+    with pytest.raises(MovielabError, match="fewer than block_size"):
+        WindowBatching(block_size=64, batch_size=2).train_loader(_stream(30), seed=0)

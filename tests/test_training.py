@@ -1,0 +1,140 @@
+"""End to end on the bundled sample: loss falls, checkpoints describe themselves, resume is exact."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from movielab.checkpoint import SECTION, read_checkpoint
+from movielab.data.tokenizers import tokenizer_from_state
+from movielab.generate import generate
+from movielab.train import train
+from tests.conftest import TINY, compose_config
+
+
+class CrashAtStep(L.Callback):
+    """Simulates a killed run: raises once `step` optimizer steps are done (after their checkpoint)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            raise KeyboardInterrupt  # Lightning's own interrupt path, as with Ctrl-C
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    """One tiny run on the bundled Letterboxd sample, shared by the tests below."""
+    root = tmp_path_factory.mktemp("trained")
+    cfg = compose_config(
+        root, [*TINY, "trainer.max_steps=150", "trainer.val_check_interval=50", "logger=csv"]
+    )
+    best = train(cfg)
+    assert best is not None and math.isfinite(best)
+    return root / "run"
+
+
+def _metric_rows(run: Path, name: str) -> list[tuple[int, float]]:
+    with open(run / "csv" / "metrics.csv", newline="") as handle:
+        return [(int(row["step"]), float(row[name])) for row in csv.DictReader(handle) if row.get(name)]
+
+
+def test_loss_falls_on_the_bundled_sample(trained_run):
+    train_loss = _metric_rows(trained_run, "train/loss")
+    val_loss = [value for _, value in _metric_rows(trained_run, "val/loss")]
+    vocab = read_checkpoint(trained_run / "checkpoints" / "last.ckpt")[SECTION]["config"]["vocab_size"]
+    assert len(val_loss) == 3
+    assert train_loss[0][1] > math.log(vocab) - 0.5  # starts near uniform guessing
+    assert val_loss[0] > val_loss[-1]
+    assert val_loss[-1] < math.log(vocab) - 1.0  # learned well beyond uniform guessing
+    assert train_loss[-1][1] < train_loss[0][1] - 1.0
+
+
+def test_run_folder_holds_config_checkpoints_and_logs(trained_run):
+    assert (trained_run / "tokenizer.json").exists()
+    assert (trained_run / "checkpoints" / "last.ckpt").exists()
+    assert list((trained_run / "checkpoints").glob("best-step*.ckpt"))
+    assert (trained_run / "csv" / "metrics.csv").exists()
+
+
+def test_checkpoint_is_self_describing_and_weights_only(trained_run):
+    checkpoint = torch.load(trained_run / "checkpoints" / "last.ckpt", weights_only=True)
+    description = checkpoint[SECTION]
+    assert description["config"]["model"]["net"]["config"]["n_embd"] == 32
+    assert description["data_fingerprint"]
+    tokenizer = tokenizer_from_state(description["tokenizer"])
+    assert tokenizer.vocab_size == description["config"]["vocab_size"]
+    assert checkpoint["global_step"] == 150
+
+
+def test_generate_needs_only_the_checkpoint(trained_run, tmp_path):
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    cfg = compose_config(
+        tmp_path,
+        [f"ckpt={ckpt}", "title=The Last Lighthouse", "num_samples=4", "max_new_tokens=300", "seed=3"],
+        config_name="generate",
+    )
+    texts = generate(cfg)
+    assert len(texts) == 4
+    assert all(t.startswith("The description of the movie named 'The Last Lighthouse' is:\n") for t in texts)
+    assert all("END_OF_MOVIE" not in t for t in texts)  # cut at the stop string
+    assert generate(cfg) == texts  # same seed, same samples
+    saved = sorted((trained_run / "samples").glob("*.txt"))
+    assert len(saved) == 2  # the second call did not overwrite the first file
+    assert "The Last Lighthouse" in saved[0].read_text(encoding="utf-8")
+
+
+def test_generate_without_title_invents_one(trained_run, tmp_path):
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    cfg = compose_config(
+        tmp_path,
+        [f"ckpt={ckpt}", "num_samples=2", "max_new_tokens=120", "seed=0", "save=false"],
+        config_name="generate",
+    )
+    texts = generate(cfg)
+    assert all(t.startswith("The description of the movie named '") for t in texts)
+    assert all(len(t) > len("The description of the movie named '") for t in texts)
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
+    common = [
+        *TINY,
+        "model.net.config.dropout=0.2",
+        "trainer.max_steps=12",
+        "trainer.val_check_interval=6",
+        "logger=csv",
+    ]
+    train(compose_config(tmp_path / "full", common))
+    crash = ["+callbacks.crash._target_=tests.test_training.CrashAtStep", "+callbacks.crash.step=6"]
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        train(compose_config(tmp_path / "killed", common + crash))
+    halfway = tmp_path / "killed" / "run" / "checkpoints" / "last.ckpt"
+    assert read_checkpoint(halfway)["global_step"] == 6
+    train(compose_config(tmp_path / "resumed", [*common, f"ckpt_path={halfway}"]))
+
+    full = read_checkpoint(tmp_path / "full" / "run" / "checkpoints" / "last.ckpt")
+    resumed = read_checkpoint(tmp_path / "resumed" / "run" / "checkpoints" / "last.ckpt")
+    assert full["global_step"] == resumed["global_step"] == 12
+    for name, tensor in full["state_dict"].items():
+        assert torch.equal(tensor, resumed["state_dict"][name]), name
+    full_moments = full["optimizer_states"][0]["state"]
+    resumed_moments = resumed["optimizer_states"][0]["state"]
+    assert all(torch.equal(full_moments[k]["exp_avg"], resumed_moments[k]["exp_avg"]) for k in full_moments)
+    assert full["lr_schedulers"][0]["_last_lr"] == resumed["lr_schedulers"][0]["_last_lr"]
+
+
+def test_resume_refuses_other_data(trained_run, tmp_path, movies_csv):
+    from movielab.errors import MovielabError
+
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    cfg = compose_config(
+        tmp_path, [*TINY, f"data.path={movies_csv}", "model.net.config.block_size=16", f"ckpt_path={ckpt}"]
+    )
+    with pytest.raises(MovielabError, match="trained on other data"):
+        train(cfg)
