@@ -21,6 +21,8 @@ from movielab.sampling import SamplingSettings
 
 # options whose values are free text: quoted for Hydra so titles may hold apostrophes and commas
 FREE_TEXT_OPTIONS = ("title", "prime", "text")
+# options that fill the model's prompt or condition it; the model says which ones it takes
+PROMPT_OPTIONS = ("title", "prime", "text", "rating", "genres")
 
 
 def quote_free_text(argv: list[str]) -> list[str]:
@@ -68,7 +70,7 @@ def show(console: Console, texts: list[str], typewriter: bool, delay: float) -> 
     for i, text in enumerate(texts, 1):
         console.rule(f"sample {i}")
         if not typewriter:
-            console.print(text, markup=False, highlight=False)
+            console.print(text, markup=False, highlight=False, soft_wrap=True)
             continue
         for char in text:
             sys.stdout.write(char)
@@ -92,14 +94,14 @@ def generate(cfg: DictConfig) -> list[str]:
     template = hydra.utils.instantiate(run.config.data.template)
     seed = cfg.seed if cfg.seed is not None else secrets.randbelow(2**31)
     generator = torch.Generator(device=device).manual_seed(seed)
-    texts = run.module.generate_text(
-        run.tokenizer, template, cfg.num_samples, settings, generator, title=cfg.title
-    )
+    prompt = {name: cfg[name] for name in PROMPT_OPTIONS if cfg.get(name) is not None}
+    texts = run.module.generate_text(run.tokenizer, template, cfg.num_samples, settings, generator, **prompt)
     console = Console()
     show(console, texts, cfg.typewriter, cfg.typewriter_delay)
     if cfg.save:
         header = (
-            f"# ckpt={run.path} title={cfg.title!r} seed={seed} temperature={settings.temperature} "
+            f"# ckpt={run.path} {' '.join(f'{k}={v!r}' for k, v in prompt.items())} seed={seed} "
+            f"temperature={settings.temperature} "
             f"top_k={settings.top_k} top_p={settings.top_p} max_new_tokens={settings.max_new_tokens}\n"
         )
         saved = save_samples(run.run_dir, header, texts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,13 @@ def movies_csv(tmp_path: Path) -> Path:
         for i, (name, date, tagline, description, rating) in enumerate(MOVIES):
             writer.writerow([i, name, date, tagline, description, 90 + i, rating])
     return path
+
+
+@pytest.fixture(autouse=True)
+def _loggers_enabled_after_cli_runs():
+    """An in-process CLI run applies Hydra's logging config, which disables existing loggers;
+    re-enable movielab's so later tests can read its log lines."""
+    yield
+    for name, logger in logging.root.manager.loggerDict.items():
+        if name.startswith("movielab") and isinstance(logger, logging.Logger):
+            logger.disabled = False

@@ -97,3 +97,14 @@ def test_full_traceback_on_request(in_tmp, monkeypatch):
 
     with pytest.raises(MovielabError):
         generate.main()
+
+
+def test_prompt_option_the_model_does_not_take(tmp_path):
+    from movielab.data.templates import Template
+    from movielab.errors import MovielabError
+    from movielab.models.language_model import CausalLanguageModel
+    from movielab.sampling import SamplingSettings
+
+    module = CausalLanguageModel(net=torch.nn.Identity(), optimizer=torch.optim.AdamW)
+    with pytest.raises(MovielabError, match="does not take prime; its prompt fields are title, description"):
+        module.generate_text(None, Template(), 1, SamplingSettings(), prime="jerry:")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from movielab.data.batching import WindowBatching
+from movielab.data.batching import RecordBatching, WindowBatching
 from movielab.data.preparation import prepare_token_data
 from movielab.data.readers import CsvReader
 from movielab.data.split import split_indices
@@ -95,7 +95,7 @@ def test_empty_dataset_after_filtering(tmp_path):
 
 def _stream(n: int = 500) -> TokenSplit:
     tokens = (np.arange(n) % 50).astype(np.uint16)
-    return TokenSplit(tokens, np.array([0, n]), np.array([np.nan], dtype=np.float32))
+    return TokenSplit(tokens, np.array([0, n]), {"rating": np.array([np.nan], dtype=np.float32)})
 
 
 def test_batches_are_a_function_of_seed_and_step():
@@ -141,3 +141,57 @@ def test_validation_windows_are_fixed_and_disjoint():
 def test_split_too_short_for_a_window():
     with pytest.raises(MovielabError, match="fewer than block_size"):
         WindowBatching(block_size=64, batch_size=2).train_loader(_stream(30), seed=0)
+
+
+def _records(lengths: list[int]) -> TokenSplit:
+    tokens = np.concatenate([np.arange(1, n + 1) + 100 * i for i, n in enumerate(lengths)]).astype(np.uint16)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    ratings = np.arange(len(lengths), dtype=np.float32)
+    return TokenSplit(tokens, offsets, {"rating": ratings})
+
+
+def test_record_batches_pad_mask_and_carry_values():
+    split = _records([3, 5, 2])
+    batch = next(iter(RecordBatching(batch_size=3).val_loader(split)))  # sorted by length: 2, 0, 1
+    assert batch["inputs"].tolist() == [[201, 202, 0, 0], [1, 2, 3, 0], [101, 102, 103, 104]]
+    assert batch["targets"].tolist() == [[202, -100, -100, -100], [2, 3, -100, -100], [102, 103, 104, 105]]
+    assert batch["padding_mask"].tolist() == [
+        [True, True, False, False],
+        [True, True, True, False],
+        [True, True, True, True],
+    ]
+    assert batch["rating"].tolist() == [2.0, 0.0, 1.0]
+
+
+def test_record_epochs_cover_every_record_once_in_length_sorted_batches():
+    lengths = list(np.random.default_rng(0).integers(2, 30, size=200))
+    split = _records(lengths)
+    batching = RecordBatching(batch_size=10, pool_batches=5)
+    loader = batching.train_loader(split, seed=1)
+    assert len(loader) == 20
+    batches = list(loader)
+    seen = np.concatenate([b["rating"].numpy() for b in batches]).astype(int)
+    assert sorted(seen) == list(range(200))
+    padding = sum(int((~b["padding_mask"]).sum()) for b in batches)
+    unsorted = sum(
+        max(lengths[i] for i in chunk) * 10 - sum(lengths[i] for i in chunk)
+        for chunk in np.array_split(np.random.default_rng(2).permutation(200), 20)
+    )
+    assert padding < unsorted / 2  # bucketing saves most of the padding a random batching has
+    again = [b["inputs"] for b in batching.train_loader(split, seed=1)]
+    assert all(torch.equal(a["inputs"], b) for a, b in zip(batches, again, strict=True))
+    next_epoch = list(loader)
+    assert not torch.equal(next_epoch[0]["inputs"], batches[0]["inputs"])
+
+
+def test_record_batches_shard_across_ranks():
+    split = _records([4] * 40)
+    batching = RecordBatching(batch_size=5)
+    per_rank = [
+        np.concatenate(
+            [b["rating"].numpy() for b in batching.train_loader(split, seed=0, rank=r, world_size=2)]
+        )
+        for r in (0, 1)
+    ]
+    assert not set(per_rank[0]) & set(per_rank[1])
+    assert len(set(per_rank[0]) | set(per_rank[1])) == 40

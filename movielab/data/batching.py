@@ -96,7 +96,9 @@ class WindowBatching:
                 f"{self.block_size + 1}; use a smaller model.net.config.block_size or more data"
             )
 
-    def train_loader(self, split: TokenSplit, seed: int, rank: int = 0) -> StepBatchLoader:
+    def train_loader(
+        self, split: TokenSplit, seed: int, rank: int = 0, world_size: int = 1
+    ) -> StepBatchLoader:
         self._check_length(split, "training")
         tokens, block, batch = split.tokens, self.block_size, self.batch_size
 
@@ -132,3 +134,85 @@ def batch_size_of(batch: Batch) -> int:
 def tokens_in(batch: Batch) -> int:
     """Tokens in a batch (ThroughputMonitor's items, so items_per_sec is tokens/s)."""
     return batch["inputs"].numel()
+
+
+def padded_records(split: TokenSplit, records: np.ndarray, max_length: int | None) -> Batch:
+    """Whole records as rows, right-padded, in one indexing op: inputs, next-token targets (-100 at
+    padding, so the loss ignores it), a padding mask (True on real input tokens) and the records'
+    values ("rating", ...). Records longer than max_length + 1 tokens are cut to fit."""
+    starts = split.offsets[records]
+    lengths = split.offsets[records + 1] - starts
+    if max_length is not None:
+        lengths = np.minimum(lengths, max_length + 1)
+    width = int(lengths.max())
+    positions = np.arange(width)
+    real = positions[None, :] < lengths[:, None]
+    index = np.where(real, starts[:, None] + positions, 0)
+    tokens = torch.from_numpy(np.where(real, split.tokens[index], 0).astype(np.int64))
+    real_t = torch.from_numpy(real)
+    targets = tokens[:, 1:].masked_fill(~real_t[:, 1:], -100)
+    batch = {"inputs": tokens[:, :-1], "targets": targets, "padding_mask": real_t[:, :-1]}
+    for name, values in split.values.items():
+        batch[name] = torch.from_numpy(np.asarray(values[records]))
+    return batch
+
+
+@dataclass(frozen=True)
+class RecordBatching:
+    """One record per row (a title, a sentence), padded: for models of whole items.
+
+    Each epoch shuffles the records (seeded by (seed, epoch)), sorts them by length within pools
+    of `batch_size * pool_batches` records so a batch holds similar lengths (little compute spent
+    on padding), and shuffles the batch order. Step k's batch depends on (seed, rank, k) only.
+    """
+
+    batch_size: int
+    max_length: int | None = None
+    pool_batches: int = 50
+    repeat_batches: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise MovielabError(f"data.batching.batch_size={self.batch_size} must be at least 1")
+
+    def epoch_plan(self, lengths: np.ndarray, seed: int, epoch: int) -> list[np.ndarray]:
+        """The batches (arrays of record indices) of one epoch, in training order."""
+        rng = np.random.default_rng([seed, epoch])
+        order = rng.permutation(len(lengths))
+        pool = self.batch_size * self.pool_batches
+        batches = []
+        for begin in range(0, len(order), pool):
+            chunk = order[begin : begin + pool]
+            chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+            batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def train_loader(
+        self, split: TokenSplit, seed: int, rank: int = 0, world_size: int = 1
+    ) -> StepBatchLoader:
+        if split.n_records == 0:
+            raise MovielabError("the training split has no records")
+        lengths = split.lengths
+        n_batches = math.ceil(split.n_records / self.batch_size)
+        plans: dict[int, list[np.ndarray]] = {}
+
+        def draw(step: int) -> Batch:
+            if self.repeat_batches:
+                step %= self.repeat_batches
+            epoch, index = divmod(step * world_size + rank, n_batches)
+            if epoch not in plans:
+                plans.clear()  # keep one epoch's plan in memory
+                plans[epoch] = self.epoch_plan(lengths, seed, epoch)
+            return padded_records(split, plans[epoch][index], self.max_length)
+
+        return StepBatchLoader(draw, math.ceil(n_batches / world_size))
+
+    def val_loader(self, split: TokenSplit, rank: int = 0, world_size: int = 1) -> FixedBatches:
+        """Every validation record once, sorted by length, sharded by rank."""
+        order = np.argsort(split.lengths, kind="stable")[rank::world_size]
+        return FixedBatches(
+            [
+                padded_records(split, order[i : i + self.batch_size], self.max_length)
+                for i in range(0, len(order), self.batch_size)
+            ]
+        )

@@ -103,8 +103,10 @@ class TextDataModule(L.LightningDataModule):
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def train_dataloader(self) -> Any:
-        rank, _ = self._rank()
-        return self.batching.train_loader(self.prepare().train, seed=self.seed, rank=rank)
+        rank, world_size = self._rank()
+        return self.batching.train_loader(
+            self.prepare().train, seed=self.seed, rank=rank, world_size=world_size
+        )
 
     def val_dataloader(self) -> Any:
         rank, world_size = self._rank()

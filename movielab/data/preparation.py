@@ -7,6 +7,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from movielab.data.records import Record
 from movielab.data.split import split_indices
 from movielab.data.templates import Template
@@ -40,6 +42,12 @@ def keep_complete_records(records: list[Record], required: tuple[str, ...]) -> t
     return kept, skipped
 
 
+def record_values(records: list[Record]) -> dict[str, np.ndarray]:
+    """Per-record arrays stored beside the tokens (conditions and labels of later models)."""
+    ratings = np.array([np.nan if r.rating is None else r.rating for r in records], dtype=np.float32)
+    return {"rating": ratings}
+
+
 def prepare_token_data(
     path: Path,
     reader: Reader,
@@ -67,8 +75,9 @@ def prepare_token_data(
     train_idx, val_idx = split_indices(len(kept), val_fraction, split_seed)
     texts = [template.render(record) for record in kept]
     trained = tokenizer.train([texts[i] for i in train_idx])
-    train = encode_split(trained, [texts[i] for i in train_idx], [kept[i].rating for i in train_idx])
-    val = encode_split(trained, [texts[i] for i in val_idx], [kept[i].rating for i in val_idx])
+    values = record_values(kept)
+    train = encode_split(trained, [texts[i] for i in train_idx], {k: v[train_idx] for k, v in values.items()})
+    val = encode_split(trained, [texts[i] for i in val_idx], {k: v[val_idx] for k, v in values.items()})
     stats = {
         "source": str(path),
         "records_read": len(records),

@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,22 +15,30 @@ import numpy as np
 
 from movielab.data.tokenizers import Tokenizer, tokenizer_from_state
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 SPLITS = ("train", "val")
 
 
 @dataclass(frozen=True)
 class TokenSplit:
     """One split as a flat token stream plus record boundaries, so both window batching (LMs over a
-    stream) and per-record batching (titles, sentences) read the same cache."""
+    stream) and per-record batching (titles, sentences) read the same cache.
+
+    `values` holds per-record arrays (first axis = record) that models condition on or predict:
+    "rating" (float, NaN where the source has none) always; later layers add e.g. "genres".
+    """
 
     tokens: np.ndarray
     offsets: np.ndarray  # record i is tokens[offsets[i]:offsets[i + 1]]
-    ratings: np.ndarray  # per record, NaN where the source has none
+    values: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def n_records(self) -> int:
         return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
 
     def record_tokens(self, index: int) -> np.ndarray:
         return self.tokens[self.offsets[index] : self.offsets[index + 1]]
@@ -58,14 +66,13 @@ def cache_key(*parts: object) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
 
 
-def encode_split(tokenizer: Tokenizer, texts: list[str], ratings: list[float | None]) -> TokenSplit:
+def encode_split(tokenizer: Tokenizer, texts: list[str], values: dict[str, np.ndarray]) -> TokenSplit:
     encoded = tokenizer.encode_batch(texts)
     lengths = np.array([len(ids) for ids in encoded], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     dtype = np.uint16 if tokenizer.vocab_size <= np.iinfo(np.uint16).max + 1 else np.uint32
     tokens = np.concatenate(encoded).astype(dtype) if encoded else np.zeros(0, dtype)
-    rating_array = np.array([np.nan if r is None else r for r in ratings], dtype=np.float32)
-    return TokenSplit(tokens=tokens, offsets=offsets, ratings=rating_array)
+    return TokenSplit(tokens=tokens, offsets=offsets, values=values)
 
 
 def load_token_cache(cache_dir: str | Path, key: str) -> TokenData | None:
@@ -82,10 +89,9 @@ def load_token_cache(cache_dir: str | Path, key: str) -> TokenData | None:
             if length
             else np.zeros(0, dtype=meta["dtype"])
         )
+        values = {v: np.load(folder / f"{name}.{v}.npy") for v in meta["splits"][name]["values"]}
         splits[name] = TokenSplit(
-            tokens=tokens,
-            offsets=np.load(folder / f"{name}.offsets.npy"),
-            ratings=np.load(folder / f"{name}.ratings.npy"),
+            tokens=tokens, offsets=np.load(folder / f"{name}.offsets.npy"), values=values
         )
     tokenizer = tokenizer_from_state(json.loads((folder / "tokenizer.json").read_text(encoding="utf-8")))
     return TokenData(tokenizer, splits["train"], splits["val"], key, meta["stats"])
@@ -104,8 +110,13 @@ def save_token_cache(
         for name, split in (("train", train), ("val", val)):
             split.tokens.tofile(staging / f"{name}.tokens.bin")
             np.save(staging / f"{name}.offsets.npy", split.offsets)
-            np.save(staging / f"{name}.ratings.npy", split.ratings)
-            meta["splits"][name] = {"tokens": int(len(split.tokens)), "records": split.n_records}
+            for value_name, array in split.values.items():
+                np.save(staging / f"{name}.{value_name}.npy", array)
+            meta["splits"][name] = {
+                "tokens": int(len(split.tokens)),
+                "records": split.n_records,
+                "values": sorted(split.values),
+            }
         tokenizer.save(staging / "tokenizer.json")
         (staging / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
         try:

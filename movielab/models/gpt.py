@@ -71,7 +71,9 @@ class CausalSelfAttention(nn.Module):
         mask, is_causal = None, True
         if self.kv_cache is not None and start is not None:
             k, v = self.kv_cache.update(start, k, v)
-            if start > 0:
+            if start > 0 and length == 1:
+                is_causal = False  # one new token attends to every cached key
+            elif start > 0:
                 # queries sit at positions start..start+length-1 and see every key up to their own
                 query_pos = torch.arange(start, start + length, device=x.device)
                 mask = torch.arange(start + length, device=x.device)[None, :] <= query_pos[:, None]

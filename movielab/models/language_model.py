@@ -89,6 +89,12 @@ class CausalLanguageModel(L.LightningModule):
         **fields: object,
     ) -> list[str]:
         """Fill the template's prompt with `fields`, sample in one batch, cut each sample at the stop."""
+        unknown = sorted(set(fields) - set(template.fields))
+        if unknown:
+            raise MovielabError(
+                f"this model does not take {', '.join(unknown)}; "
+                f"its prompt fields are {', '.join(template.fields)}"
+            )
         prompt_text = template.prompt(**fields)
         prompt_ids = torch.as_tensor(tokenizer.encode(prompt_text), dtype=torch.long, device=self.device)
         if prompt_ids.numel() == 0:
