@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,10 @@ def _hparams(cfg: DictConfig) -> dict[str, Any]:
     return {k: v for k, v in flat.items() if not k.startswith(("paths/", "hydra"))}
 
 
+# movielab reports tokens/s (ThroughputMonitor's items/s); it does not count FLOPs per batch
+warnings.filterwarnings("ignore", message=".*`flops_per_batch`.*")
+
+
 def train(cfg: DictConfig) -> float | None:
     """Train one model from a composed config; returns cfg.optimized_metric for sweeps."""
     started = time.perf_counter()
@@ -59,6 +65,7 @@ def train(cfg: DictConfig) -> float | None:
     data = datamodule.prepare()
     with open_dict(cfg):
         cfg.vocab_size = data.tokenizer.vocab_size
+        cfg.genre_vocabulary = list(datamodule.genre_vocabulary.names)
     if cfg.ckpt_path:
         _check_resume(cfg.ckpt_path, data.fingerprint)
 
@@ -66,6 +73,8 @@ def train(cfg: DictConfig) -> float | None:
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     data.tokenizer.save(output_dir / "tokenizer.json")
+    if cfg.genre_vocabulary:
+        (output_dir / "genres.json").write_text(json.dumps(list(cfg.genre_vocabulary)), encoding="utf-8")
     resolved = OmegaConf.to_container(cfg, resolve=True)
     callbacks = [
         *_instantiate_all(cfg.get("callbacks")),

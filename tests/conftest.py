@@ -28,7 +28,6 @@ TINY = [
     "++trainer.enable_progress_bar=false",
     "++trainer.enable_model_summary=false",
     "~callbacks.progress_bar",
-    "~callbacks.throughput",
 ]
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from movielab.checkpoint import SECTION, read_checkpoint
 from movielab.data.tokenizers import tokenizer_from_state
@@ -33,7 +34,7 @@ def trained_run(tmp_path_factory) -> Path:
     """One tiny run on the bundled Letterboxd sample, shared by the tests below."""
     root = tmp_path_factory.mktemp("trained")
     cfg = compose_config(
-        root, [*TINY, "trainer.max_steps=150", "trainer.val_check_interval=50", "logger=csv"]
+        root, [*TINY, "trainer.max_steps=150", "trainer.val_check_interval=50", "logger=[csv,tensorboard]"]
     )
     best = train(cfg)
     assert best is not None and math.isfinite(best)
@@ -61,6 +62,29 @@ def test_run_folder_holds_config_checkpoints_and_logs(trained_run):
     assert (trained_run / "checkpoints" / "last.ckpt").exists()
     assert list((trained_run / "checkpoints").glob("best-step*.ckpt"))
     assert (trained_run / "csv" / "metrics.csv").exists()
+
+
+def test_tensorboard_has_scalars_samples_and_hparams(trained_run):
+    events = EventAccumulator(str(trained_run / "tensorboard"), size_guidance={"scalars": 0, "tensors": 0})
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    expected = {
+        "train/loss",
+        "val/loss",
+        "val/ppl",
+        "val/loss_best",
+        "train/lr/pg1",
+        "train/device/items_per_sec",
+    }
+    assert expected <= scalars
+    assert len(events.Scalars("val/loss")) == 3
+    samples = events.Tensors("samples/text_summary")
+    assert len(samples) == 3  # one set per validation
+    assert b"The description of the movie named" in samples[-1].tensor_proto.string_val[0]
+    hparams = events.PluginTagToContent("hparams")
+    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(hparams)
+    assert b"final/loss_best" in hparams["_hparams_/experiment"]
+    assert b"model/net/config/n_embd" in hparams["_hparams_/session_start_info"]
 
 
 def test_checkpoint_is_self_describing_and_weights_only(trained_run):
