@@ -62,14 +62,20 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(config.dropout)
         self.kv_cache: KVCache | None = None
 
-    def forward(self, x: torch.Tensor, start: int | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, start: int | None = None, attend_to: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Causal attention; with `attend_to` (batch, time) bool, bidirectional attention to the keys
+        marked True (an encoder over padded rows: every token sees every real token)."""
         batch, length, channels = x.shape
         q, k, v = (
             t.view(batch, length, self.n_head, channels // self.n_head).transpose(1, 2)
             for t in self.qkv(x).split(channels, dim=2)
         )
         mask, is_causal = None, True
-        if self.kv_cache is not None and start is not None:
+        if attend_to is not None:
+            mask, is_causal = attend_to[:, None, None, :], False
+        elif self.kv_cache is not None and start is not None:
             k, v = self.kv_cache.update(start, k, v)
             if start > 0 and length == 1:
                 is_causal = False  # one new token attends to every cached key
@@ -103,8 +109,10 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, start: int | None = None) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), start)
+    def forward(
+        self, x: torch.Tensor, start: int | None = None, attend_to: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), start, attend_to)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -140,21 +148,32 @@ class GPT(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def hidden_states(self, idx: torch.Tensor, start: int | None = None) -> torch.Tensor:
+    def hidden_states(
+        self, idx: torch.Tensor, start: int | None = None, prefix: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Final hidden states of `prefix` (condition embeddings, batch x P x n_embd), if any, then idx."""
         offset = start or 0
-        if offset + idx.size(1) > self.config.block_size:
-            raise ValueError(
-                f"sequence of {offset + idx.size(1)} exceeds block_size {self.config.block_size}"
-            )
-        positions = torch.arange(offset, offset + idx.size(1), device=idx.device)
-        x = self.drop(self.wte(idx) + self.wpe(positions))
+        x = self.wte(idx)
+        if prefix is not None:
+            x = torch.cat([prefix.to(x.dtype), x], dim=1)
+        if offset + x.size(1) > self.config.block_size:
+            raise ValueError(f"sequence of {offset + x.size(1)} exceeds block_size {self.config.block_size}")
+        positions = torch.arange(offset, offset + x.size(1), device=idx.device)
+        x = self.drop(x + self.wpe(positions))
         for block in self.blocks:
             x = block(x, start)
         return self.ln_f(x)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        """Logits for every position of `idx` (batch, time) -> (batch, time, vocab)."""
-        return self.lm_head(self.hidden_states(idx))
+    def forward(self, idx: torch.Tensor, prefix: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits for every position of `idx` (batch, time) -> (batch, time, vocab).
+
+        With a `prefix` (movielab.models.conditioning) in the first positions, the logits start at
+        the prefix's last position, which predicts idx's first token: (batch, time + 1, vocab).
+        """
+        hidden = self.hidden_states(idx, prefix=prefix)
+        if prefix is not None:
+            hidden = hidden[:, prefix.size(1) - 1 :]
+        return self.lm_head(hidden)
 
     # Incremental decoding (the protocol movielab.sampling drives)
     def begin_decoding(self, batch_size: int) -> None:
@@ -165,9 +184,12 @@ class GPT(nn.Module):
                 batch_size, self.config.n_head, self.config.block_size, head_dim, like
             )
 
-    def decode_step(self, idx: torch.Tensor, start: int) -> torch.Tensor:
-        """Feed tokens at positions start.. through the cache; logits of the last position (batch, vocab)."""
-        return self.lm_head(self.hidden_states(idx, start)[:, -1])
+    def decode_step(self, idx: torch.Tensor, start: int, prefix: torch.Tensor | None = None) -> torch.Tensor:
+        """Feed tokens at positions start.. through the cache; logits of the last position (batch, vocab).
+
+        A `prefix` is fed before idx (prefilling with start=0), so idx may then be empty.
+        """
+        return self.lm_head(self.hidden_states(idx, start, prefix)[:, -1])
 
     def end_decoding(self) -> None:
         for block in self.blocks:
