@@ -9,6 +9,7 @@ from typing import Any
 
 import lightning as L
 
+from movielab.data.genres import GenreVocabulary
 from movielab.data.preparation import Reader, prepare_token_data
 from movielab.data.templates import Template
 from movielab.data.token_cache import TokenData
@@ -27,6 +28,8 @@ class TextDataModule(L.LightningDataModule):
 
     The token data is prepared by `setup()` (or `prepare()`, callable before a Trainer exists, so
     the model can be sized from the tokenizer's vocabulary).
+    `rating_scale` [low, high] states the file's rating scale (e.g. [0, 10] for IMDb, [0.5, 5] for
+    Letterboxd stars): rating-conditioned models read it, and ratings outside it are an error.
     """
 
     def __init__(
@@ -42,6 +45,9 @@ class TextDataModule(L.LightningDataModule):
         split_seed: int = 0,
         seed: int = 0,
         cache_dir: str = "outputs/cache/tokens",
+        genre_min_count: int = 1,
+        max_tokens: int | None = None,
+        rating_scale: list[float] | None = None,
     ) -> None:
         super().__init__()
         self.reader = reader
@@ -55,6 +61,9 @@ class TextDataModule(L.LightningDataModule):
         self.split_seed = split_seed
         self.seed = seed
         self.cache_dir = cache_dir
+        self.genre_min_count = genre_min_count
+        self.max_tokens = max_tokens
+        self.rating_scale = rating_scale
         self.data: TokenData | None = None
 
     def resolve_path(self) -> Path:
@@ -84,8 +93,24 @@ class TextDataModule(L.LightningDataModule):
                 self.val_fraction,
                 self.split_seed,
                 self.cache_dir,
+                self.genre_min_count,
+                max_tokens=self.max_tokens,
             )
+            self._check_rating_scale(self.data)
         return self.data
+
+    def _check_rating_scale(self, data: TokenData) -> None:
+        if self.rating_scale is None:
+            return
+        low, high = self.rating_scale
+        for split in (data.train, data.val):
+            ratings = split.values.get("rating")
+            outside = ratings[(ratings < low) | (ratings > high)] if ratings is not None else []
+            if len(outside):
+                raise MovielabError(
+                    f"{data.stats['source']}: rating {float(outside[0]):g} is outside data.rating_scale="
+                    f"[{low:g}, {high:g}]; set data.rating_scale to the file's scale"
+                )
 
     def setup(self, stage: str | None = None) -> None:
         self.prepare()
@@ -93,6 +118,11 @@ class TextDataModule(L.LightningDataModule):
     @property
     def tokenizer(self) -> Tokenizer:
         return self.prepare().tokenizer
+
+    @property
+    def genre_vocabulary(self) -> GenreVocabulary:
+        """The genres of the training split (empty when the data has none): multi-hot columns."""
+        return GenreVocabulary(tuple(self.prepare().stats.get("genres", ())))
 
     @property
     def fingerprint(self) -> str:

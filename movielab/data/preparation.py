@@ -9,11 +9,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from movielab.data.genres import GenreVocabulary
 from movielab.data.records import Record
 from movielab.data.split import split_indices
 from movielab.data.templates import Template
 from movielab.data.token_cache import (
     TokenData,
+    TokenSplit,
     cache_key,
     encode_split,
     file_digest,
@@ -42,10 +44,36 @@ def keep_complete_records(records: list[Record], required: tuple[str, ...]) -> t
     return kept, skipped
 
 
-def record_values(records: list[Record]) -> dict[str, np.ndarray]:
-    """Per-record arrays stored beside the tokens (conditions and labels of later models)."""
+def record_values(
+    records: list[Record], genres: GenreVocabulary | None = None
+) -> dict[str, np.ndarray]:
+    """Per-record arrays stored beside the tokens (conditions and labels of later models).
+
+    With a non-empty genre vocabulary, "genres" is a (records, genres) uint8 multi-hot array whose
+    columns follow `genres.names`; genres outside the vocabulary are ignored.
+    """
     ratings = np.array([np.nan if r.rating is None else r.rating for r in records], dtype=np.float32)
-    return {"rating": ratings}
+    values = {"rating": ratings}
+    if genres:
+        values["genres"] = genres.multi_hot([r.genres for r in records])
+    return values
+
+
+def drop_by_length(split: TokenSplit, max_tokens: int | None) -> tuple[TokenSplit, dict[str, int]]:
+    """Drop records with no tokens or more than `max_tokens`; return what is left and the counts
+    by reason (so nothing disappears without a line in the log and the cache stats)."""
+    lengths = split.lengths
+    reasons = {"no tokens": lengths == 0}
+    if max_tokens is not None:
+        reasons[f"longer than max_tokens={max_tokens}"] = lengths > max_tokens
+    drop = np.logical_or.reduce(list(reasons.values()))
+    counts = {reason: int(mask.sum()) for reason, mask in reasons.items() if mask.any()}
+    if not drop.any():
+        return split, counts
+    keep = ~drop
+    offsets = np.concatenate([[0], np.cumsum(lengths[keep])]).astype(split.offsets.dtype)
+    tokens = split.tokens[np.repeat(keep, lengths)]
+    return TokenSplit(tokens, offsets, {k: v[keep] for k, v in split.values.items()}), counts
 
 
 def prepare_token_data(
@@ -56,8 +84,25 @@ def prepare_token_data(
     val_fraction: float,
     split_seed: int,
     cache_dir: str | Path,
+    genre_min_count: int = 1,
+    max_tokens: int | None = None,
 ) -> TokenData:
-    key = cache_key(file_digest(path), reader, template, tokenizer, val_fraction, split_seed)
+    """`genre_min_count`: a genre enters the vocabulary (stats["genres"]) when at least this many
+    training records have it. `max_tokens`: drop (and count) records longer than this many tokens;
+    records with no tokens are always dropped."""
+    # a reader may read files besides `path` (IMDb ratings beside title.basics.tsv): their content counts too
+    companions = [file_digest(p) for p in getattr(reader, "companion_files", lambda _: [])(path)]
+    key = cache_key(
+        file_digest(path),
+        *companions,
+        reader,
+        template,
+        tokenizer,
+        val_fraction,
+        split_seed,
+        genre_min_count,
+        max_tokens,
+    )
     cached = load_token_cache(cache_dir, key)
     if cached is not None:
         log.info("Tokens for %s loaded from cache %s", path.name, Path(cache_dir) / key)
@@ -75,18 +120,32 @@ def prepare_token_data(
     train_idx, val_idx = split_indices(len(kept), val_fraction, split_seed)
     texts = [template.render(record) for record in kept]
     trained = tokenizer.train([texts[i] for i in train_idx])
-    values = record_values(kept)
+    genres = GenreVocabulary.from_genre_lists([kept[i].genres for i in train_idx], genre_min_count)
+    values = record_values(kept, genres)
     train = encode_split(trained, [texts[i] for i in train_idx], {k: v[train_idx] for k, v in values.items()})
     val = encode_split(trained, [texts[i] for i in val_idx], {k: v[val_idx] for k, v in values.items()})
+    n_encoded = {"train": train.n_records, "val": val.n_records}
+    train, dropped_train = drop_by_length(train, max_tokens)
+    val, dropped_val = drop_by_length(val, max_tokens)
+    dropped = {"train": dropped_train, "val": dropped_val}
+    for name, counts in dropped.items():
+        for reason, count in counts.items():
+            log.info("%s: dropped %d of %d %s records: %s", path.name, count, n_encoded[name], name, reason)
+    if train.n_records == 0:
+        raise MovielabError(
+            f"{path}: every training record was dropped ({dropped_train}); raise data.max_tokens"
+        )
     stats = {
         "source": str(path),
         "records_read": len(records),
         "records_skipped": dict(skipped),
+        "records_dropped": dropped,
         "train_records": train.n_records,
         "val_records": val.n_records,
         "train_tokens": int(len(train.tokens)),
         "val_tokens": int(len(val.tokens)),
         "vocab_size": trained.vocab_size,
+        "genres": list(genres.names),  # the genre vocabulary, from the training split
     }
     log.info(
         "%s: %d records -> %d train / %d val, %d / %d tokens, vocabulary %d",

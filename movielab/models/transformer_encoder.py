@@ -1,0 +1,42 @@
+"""A transformer encoder built from the GPT's blocks, attending both ways, pooled to one vector per row."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from movielab.models.gpt import GPT, Block, GPTConfig
+
+
+class TransformerEncoder(nn.Module):
+    """Token ids and a padding mask -> `n_outputs` scores per row (e.g. one logit per genre).
+
+    The blocks are the GPT's (movielab.models.gpt.Block) with bidirectional attention restricted to
+    the real tokens; the final hidden states are averaged over the real tokens and projected.
+    """
+
+    def __init__(self, config: GPTConfig, n_outputs: int) -> None:
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wpe = nn.Embedding(config.block_size, config.n_embd)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.head = nn.Linear(config.n_embd, n_outputs)
+        self.apply(GPT._init_weights)
+
+    def forward(self, idx: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch, time) ids, (batch, time) True on real tokens -> (batch, n_outputs)."""
+        if idx.size(1) > self.config.block_size:
+            raise ValueError(f"sequence of {idx.size(1)} exceeds block_size {self.config.block_size}")
+        if padding_mask is None:
+            padding_mask = torch.ones_like(idx, dtype=torch.bool)
+        positions = torch.arange(idx.size(1), device=idx.device)
+        x = self.drop(self.wte(idx) + self.wpe(positions))
+        for block in self.blocks:
+            x = block(x, attend_to=padding_mask)
+        x = self.ln_f(x)
+        weights = padding_mask.unsqueeze(-1).to(x.dtype)
+        pooled = (x * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+        return self.head(pooled)
