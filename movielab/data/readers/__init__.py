@@ -1,6 +1,7 @@
 """Readers turn a file in a real-world format into typed Records."""
 
 from movielab.data.readers.csv_reader import CsvReader
+from movielab.data.readers.fortunes import FortunesReader
 from movielab.data.readers.text_file import TextFileReader
 
-__all__ = ["CsvReader", "TextFileReader"]
+__all__ = ["CsvReader", "FortunesReader", "TextFileReader"]
