@@ -36,6 +36,13 @@ class Template:
         names = [name for _, name, _, _ in string.Formatter().parse(self.text) if name]
         return tuple(dict.fromkeys(names))
 
+    @property
+    def ending(self) -> str:
+        """The literal text after the last field: in the token stream it separates one record from
+        the next, so generation with no prompt starts right after it (at the start of a record)."""
+        literal, name, _, _ = list(string.Formatter().parse(self.text))[-1]
+        return literal if name is None else ""
+
     def render(self, record: Record) -> str:
         return self.text.format_map({name: getattr(record, name) for name in self.fields})
 

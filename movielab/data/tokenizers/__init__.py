@@ -7,5 +7,13 @@ from movielab.data.tokenizers.base import (
     tokenizer_from_state,
 )
 from movielab.data.tokenizers.char import CharTokenizer
+from movielab.data.tokenizers.word import WordTokenizer
 
-__all__ = ["CharTokenizer", "Tokenizer", "TokenizerSpec", "register_tokenizer", "tokenizer_from_state"]
+__all__ = [
+    "CharTokenizer",
+    "Tokenizer",
+    "TokenizerSpec",
+    "WordTokenizer",
+    "register_tokenizer",
+    "tokenizer_from_state",
+]

@@ -1,0 +1,191 @@
+"""The word LSTM: carried-state decoding, training on the script sample, the reference loss mode,
+and generation primed with a speaker."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from functools import partial
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+
+from movielab.data.datamodule import bundled_sample
+from movielab.data.templates import Template
+from movielab.data.tokenizers import CharTokenizer, tokenizer_from_state
+from movielab.errors import MovielabError
+from movielab.generate import generate
+from movielab.models.gpt import GPT, GPTConfig
+from movielab.models.language_model import CausalLanguageModel
+from movielab.models.lstm import LSTM, LSTMConfig
+from movielab.sampling import SamplingSettings, generate_tokens
+from movielab.train import train
+from tests.conftest import compose_config
+
+TINY_LSTM = [
+    "model=lstm",
+    "data=seinfeld",
+    "model.net.config.embedding_dim=32",
+    "model.net.config.hidden_dim=64",
+    "model.net.config.dropout=0.1",
+    "model.optimizer.lr=0.01",  # a tiny model learns the script's layout within a few dozen steps
+    "data.batching.batch_size=32",
+    "trainer.accelerator=cpu",
+    "++trainer.enable_progress_bar=false",
+    "++trainer.enable_model_summary=false",
+    "~callbacks.progress_bar",
+    "~callbacks.throughput",
+    "~callbacks.text_samples",
+    "logger=csv",
+]
+SCRIPT_TEMPLATE = Template("{text}\n\n", stop=None)
+
+
+def tiny_lstm(vocab_size: int = 50, n_layer: int = 2) -> LSTM:
+    torch.manual_seed(0)
+    return LSTM(LSTMConfig(vocab_size, embedding_dim=16, hidden_dim=24, n_layer=n_layer, dropout=0.3)).eval()
+
+
+@pytest.mark.parametrize("n_layer", [1, 3])
+def test_carried_state_decoding_gives_the_logits_of_a_full_forward(n_layer):
+    net = tiny_lstm(n_layer=n_layer)
+    idx = torch.randint(0, 50, (3, 17), generator=torch.Generator().manual_seed(1))
+    full = net(idx)
+    net.begin_decoding(3)
+    steps = [net.decode_step(idx[:, :5], 0)]  # a prompt of 5, then one token a step
+    steps += [net.decode_step(idx[:, t : t + 1], t) for t in range(5, 17)]
+    net.end_decoding()
+    torch.testing.assert_close(torch.stack(steps, dim=1), full[:, 4:], rtol=1e-5, atol=1e-5)
+
+
+def test_sampling_with_the_carried_state_matches_re_running_the_sequence():
+    net = tiny_lstm()
+    prompt = torch.tensor([[3, 4, 5]]).expand(2, -1)
+    runs = []
+    for use_cache in (True, False):
+        settings = SamplingSettings(temperature=1.0, top_k=5, max_new_tokens=25, use_cache=use_cache)
+        runs.append(generate_tokens(net, prompt, settings, generator=torch.Generator().manual_seed(7)))
+    assert runs[0].shape == (2, 25)
+    assert torch.equal(runs[0], runs[1])
+
+
+def _module(loss_on: str) -> CausalLanguageModel:
+    return CausalLanguageModel(tiny_lstm(), partial(torch.optim.Adam, lr=1e-3), loss_on=loss_on)
+
+
+def test_reference_mode_scores_only_the_word_after_each_window():
+    batch = {"inputs": torch.randint(0, 50, (4, 10)), "targets": torch.randint(0, 50, (4, 10))}
+    last, all_positions = _module("last"), _module("all")
+    logits = last.net(batch["inputs"])
+    loss, scored = last._loss(batch)
+    torch.testing.assert_close(loss, F.cross_entropy(logits[:, -1], batch["targets"][:, -1]))
+    assert scored == 4
+    loss_all, scored_all = all_positions._loss(batch)
+    torch.testing.assert_close(loss_all, F.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten()))
+    assert scored_all == 40
+    with pytest.raises(MovielabError, match="loss_on"):
+        _module("first")
+
+
+def _metric(run: Path, name: str) -> list[float]:
+    with open(run / "csv" / "metrics.csv", newline="") as handle:
+        return [float(row[name]) for row in csv.DictReader(handle) if row.get(name)]
+
+
+@pytest.fixture(scope="module")
+def script_run(tmp_path_factory) -> Path:
+    """A tiny LSTM trained on the bundled (invented) script sample."""
+    root = tmp_path_factory.mktemp("lstm")
+    best = train(
+        compose_config(
+            root,
+            [
+                *TINY_LSTM,
+                "trainer.max_steps=90",
+                "trainer.val_check_interval=30",
+                "trainer.log_every_n_steps=1",
+            ],
+        )
+    )
+    assert best is not None and math.isfinite(best)
+    return root / "run"
+
+
+def test_tiny_lstm_loss_falls_on_the_script_sample(script_run):
+    vocab = tokenizer_from_state(json.loads((script_run / "tokenizer.json").read_text())).vocab_size
+    train_loss, val_loss = _metric(script_run, "train/loss"), _metric(script_run, "val/loss")
+    assert len(val_loss) == 3
+    assert train_loss[0] > math.log(vocab) - 0.5  # starts near uniform guessing over the words
+    assert val_loss[-1] < val_loss[0] < math.log(vocab)
+    assert val_loss[-1] < math.log(vocab) - 1.5
+
+
+def test_reference_mode_is_a_config_option_and_learns(tmp_path):
+    cfg = compose_config(tmp_path, [*TINY_LSTM, "model.loss_on=last", "vocab_size=40"])
+    module = instantiate(cfg.model)
+    assert module.loss_on == "last"
+    tokens = torch.arange(400) % 40  # a sequence the last word of each window is predictable in
+    optimizer = module.configure_optimizers()
+    losses = []
+    for step in range(30):
+        starts = torch.randint(0, 389, (16, 1), generator=torch.Generator().manual_seed(step))
+        windows = tokens[starts + torch.arange(11)]
+        loss, scored = module._loss({"inputs": windows[:, :-1], "targets": windows[:, 1:]})
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert scored == 16
+    assert losses[0] > math.log(40) - 0.5 and losses[-1] < losses[0] - 1.0
+
+
+def test_generate_primed_with_a_speaker_prints_a_script(script_run, tmp_path):
+    ckpt = script_run / "checkpoints" / "last.ckpt"
+    cfg = compose_config(
+        tmp_path,
+        [f"ckpt={ckpt}", "prime=marla:", "max_new_tokens=200", "top_k=5", "num_samples=2", "seed=0"],
+        config_name="generate",
+    )
+    texts = generate(cfg)
+    assert len(texts) == 2
+    for text in texts:
+        assert text.startswith("marla:") and len(text) > len("marla:")
+        assert "||" not in text  # punctuation tokens turned back into marks
+        assert "\n\n" in text  # utterances on their own lines, a blank line between
+        lines = [line for line in text.split("\n") if line]
+        assert sum(line.split(" ")[0].endswith(":") for line in lines) >= len(lines) // 2  # "speaker: ..."
+
+
+def _char_gpt_on_the_script_sample() -> tuple[CausalLanguageModel, CharTokenizer]:
+    sample = bundled_sample("tv_script_sample.txt").read_text(encoding="utf-8")
+    tokenizer = CharTokenizer.train([sample])
+    torch.manual_seed(0)
+    net = GPT(GPTConfig(tokenizer.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=16))
+    return CausalLanguageModel(net, partial(torch.optim.Adam, lr=1e-3)), tokenizer
+
+
+def test_prime_starts_the_text_of_a_char_gpt_too():
+    module, tokenizer = _char_gpt_on_the_script_sample()
+    settings = SamplingSettings(max_new_tokens=40)
+    texts = module.generate_text(tokenizer, SCRIPT_TEMPLATE, 2, settings, prime="dev: so")
+    assert all(text.startswith("dev: so") and len(text) > len("dev: so") for text in texts)
+    with pytest.raises(MovielabError, match="does not take title"):
+        module.generate_text(tokenizer, SCRIPT_TEMPLATE, 1, settings, title="Up")
+
+
+def test_without_a_prompt_sampling_starts_after_the_template_ending():
+    """A "{text}\\n\\n" model given nothing continues from a blank line, i.e. starts a new record."""
+    module, tokenizer = _char_gpt_on_the_script_sample()
+    settings = SamplingSettings(max_new_tokens=40)
+    unprompted = module.generate_text(
+        tokenizer, SCRIPT_TEMPLATE, 2, settings, torch.Generator().manual_seed(3)
+    )
+    after_blank_line = module.generate_text(
+        tokenizer, SCRIPT_TEMPLATE, 2, settings, torch.Generator().manual_seed(3), prime="\n\n"
+    )
+    assert unprompted == [text.removeprefix("\n\n") for text in after_blank_line]
+    assert all(text.startswith("\n\n") for text in after_blank_line)
