@@ -70,6 +70,11 @@ def train(cfg: DictConfig) -> float | None:
         _check_resume(cfg.ckpt_path, data.fingerprint)
 
     model = instantiate(cfg.model)
+    if not model.automatic_optimization and cfg.trainer.get("gradient_clip_val"):
+        raise MovielabError(
+            f"{type(model).__name__} steps its own optimizers, so Lightning cannot clip its gradients: "
+            "add trainer.gradient_clip_val=null (its experiment config sets it)"
+        )
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     data.tokenizer.save(output_dir / "tokenizer.json")

@@ -130,7 +130,7 @@ def test_gradient_penalty_equals_the_penalty_on_vocabulary_sized_interpolates():
     real_ids = module.real_ids(real_batch())
     fake = torch.softmax(torch.randn(4, 6, VOCAB), dim=-1)
 
-    penalty = module.gradient_penalty(module.real_embedded(real_ids), fake, seeded(0, 5))
+    penalty = module.gradient_penalty(module.real_embedded(real_ids), critic.project(fake), seeded(0, 5))
     (fast_grad,) = torch.autograd.grad(penalty, critic.project.weight)
 
     real = F.one_hot(real_ids, VOCAB).float() * 0.9 + 0.1 / VOCAB
@@ -261,3 +261,9 @@ def test_gan_resumed_mid_cycle_matches_an_uninterrupted_run(gan_run, tmp_path):
     ):
         for key, moments in full_optimizer["state"].items():
             assert torch.equal(moments["exp_avg"], resumed_optimizer["state"][key]["exp_avg"])
+
+
+def test_lightning_gradient_clipping_is_refused_in_one_line(tmp_path):
+    cfg = compose_config(tmp_path, ["model=text_gan", "data=fortunes", "trainer.gradient_clip_val=1.0"])
+    with pytest.raises(MovielabError, match="trainer.gradient_clip_val=null"):
+        train(cfg)

@@ -187,7 +187,7 @@ class TextGANModule(L.LightningModule):
     def gradient_penalty(
         self,
         real_embedded: torch.Tensor,
-        fake_vectors: torch.Tensor,
+        fake_embedded: torch.Tensor,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """E[(||grad_x D(x)|| - 1)^2] at random points between real and fake sentences (Gulrajani
@@ -195,13 +195,13 @@ class TextGANModule(L.LightningModule):
 
         The critic's first layer is linear (e = W x), so grad_x = W^T grad_e and
         ||grad_x||^2 = sum over positions of grad_e^T (W W^T) grad_e: the same penalty, computed in
-        the embedding space without materialising vocabulary-sized interpolates.
+        the embedding space without materialising vocabulary-sized interpolates. Both inputs come
+        projected: W x_real and W x_fake, so W x_mixed is their mix.
         """
         critic = self.discriminator
-        n = min(real_embedded.size(0), fake_vectors.size(0))
-        fake_embedded = critic.project(fake_vectors[:n])
+        n = min(real_embedded.size(0), fake_embedded.size(0))
         alpha = torch.rand(n, 1, 1, device=real_embedded.device, generator=generator).to(real_embedded.dtype)
-        mixed = alpha * real_embedded[:n] + (1 - alpha) * fake_embedded
+        mixed = alpha * real_embedded[:n] + (1 - alpha) * fake_embedded[:n]
         scores = critic.score_embedded(mixed)
         (grad,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
         gram = critic.project.weight @ critic.project.weight.t()  # (embedding, embedding)
@@ -213,10 +213,10 @@ class TextGANModule(L.LightningModule):
     ) -> dict[str, torch.Tensor]:
         critic = self.discriminator
         real_embedded = self.real_embedded(real_ids)
-        real_score = critic.score_embedded(real_embedded).mean()
-        fake_score = critic(fake_vectors).mean()
-        penalty = self.gradient_penalty(real_embedded, fake_vectors, generator)
-        wasserstein = real_score - fake_score
+        fake_embedded = critic.project(fake_vectors)
+        scores = critic.score_embedded(torch.cat([real_embedded, fake_embedded]))  # one pass for both
+        wasserstein = scores[: real_ids.size(0)].mean() - scores[real_ids.size(0) :].mean()
+        penalty = self.gradient_penalty(real_embedded, fake_embedded, generator)
         return {
             "critic_loss": -wasserstein + self.gp_weight * penalty,
             "gradient_penalty": penalty,
