@@ -17,6 +17,7 @@ from rich.console import Console
 from movielab import CONFIG_DIR
 from movielab.checkpoint import load_run
 from movielab.errors import MovielabError, user_errors_reported
+from movielab.evaluation import load_training_index
 from movielab.sampling import SamplingSettings
 
 # options whose values are free text: quoted for Hydra so titles may hold apostrophes and commas
@@ -95,7 +96,12 @@ def generate(cfg: DictConfig) -> list[str]:
     seed = cfg.seed if cfg.seed is not None else secrets.randbelow(2**31)
     generator = torch.Generator(device=device).manual_seed(seed)
     prompt = {name: cfg[name] for name in PROMPT_OPTIONS if cfg.get(name) is not None}
-    texts = run.module.generate_text(run.tokenizer, template, cfg.num_samples, settings, generator, **prompt)
+    reject = None
+    if cfg.get("avoid_training_titles"):
+        reject = load_training_index(cfg.ckpt).__contains__  # samples copied from training are redrawn
+    texts = run.module.generate_text(
+        run.tokenizer, template, cfg.num_samples, settings, generator, reject=reject, **prompt
+    )
     console = Console()
     show(console, texts, cfg.typewriter, cfg.typewriter_delay)
     if cfg.save:

@@ -34,3 +34,19 @@ def warmup_cosine(
         _warmup_cosine_factor, warmup_steps=warmup_steps, total_steps=total_steps, min_lr_ratio=min_lr_ratio
     )
     return LambdaLR(optimizer, factor)
+
+
+def _noam_factor(step: int, warmup_steps: int) -> float:
+    step += 1
+    return min(step / warmup_steps, math.sqrt(warmup_steps / step))
+
+
+def noam(optimizer: Optimizer, total_steps: int, warmup_steps: int = 4000) -> LambdaLR:
+    """The Transformer paper's schedule (Vaswani et al. 2017, "Noam"): linear warmup, then decay
+    with the inverse square root of the step; it does not depend on the run's length (total_steps).
+
+    Scaled so the peak, at warmup_steps, is the optimizer's lr: the paper's
+    d_model**-0.5 * min(step**-0.5, step * warmup**-1.5) is lr = factor / sqrt(d_model * warmup).
+    """
+    del total_steps
+    return LambdaLR(optimizer, partial(_noam_factor, warmup_steps=warmup_steps))

@@ -42,7 +42,9 @@ class ConditionEncoder(nn.Module, ABC):
 
 class RatingPrefix(ConditionEncoder):
     """A rating as one prefix embedding: the data's `scale` [low, high] is mapped to 0.0-10.0 and
-    rounded to steps of 0.1, so each of the 101 buckets has its own embedding.
+    rounded to steps of 0.1, so each of the 101 buckets has its own embedding. With `scalar`, a
+    learned direction scaled by the rating's place on the scale (0 to 1) is added: shared by every
+    bucket, it carries the order of ratings to buckets with few or no training titles.
 
     One more embedding stands for "rating unknown": records without a rating, generation without
     `rating=`, and, with `drop_prob`, a random share of training records (so the model also
@@ -50,7 +52,9 @@ class RatingPrefix(ConditionEncoder):
     on, so evaluation can ask for ratings the model has seen.
     """
 
-    def __init__(self, d_model: int, scale: Sequence[float] = (0.0, 10.0), drop_prob: float = 0.0) -> None:
+    def __init__(
+        self, d_model: int, scale: Sequence[float] = (0.0, 10.0), drop_prob: float = 0.0, scalar: bool = True
+    ) -> None:
         super().__init__()
         if len(scale) != 2 or not float(scale[0]) < float(scale[1]):
             raise MovielabError(f"data.rating_scale={list(scale)} must be [low, high] with low < high")
@@ -61,6 +65,9 @@ class RatingPrefix(ConditionEncoder):
         self.unknown = RATING_STEPS + 1
         self.embedding = nn.Embedding(RATING_STEPS + 2, d_model)
         nn.init.normal_(self.embedding.weight, mean=0.0, std=0.02)  # as the GPT's token embeddings
+        self.scalar = nn.Linear(1, d_model, bias=False) if scalar else None
+        if self.scalar is not None:
+            nn.init.normal_(self.scalar.weight, mean=0.0, std=0.02)
         self.register_buffer("seen_range", torch.tensor([math.inf, -math.inf]))
 
     @property
@@ -82,7 +89,13 @@ class RatingPrefix(ConditionEncoder):
             low = torch.where(known, ratings, math.inf).min()
             high = torch.where(known, ratings, -math.inf).max()
             self.seen_range = torch.stack([self.seen_range[0].minimum(low), self.seen_range[1].maximum(high)])
-        return self.embedding(self.buckets(ratings)).unsqueeze(1)
+        buckets = self.buckets(ratings)
+        embedded = self.embedding(buckets)
+        if self.scalar is not None:
+            place = ((ratings - self.low) / (self.high - self.low)).clamp(0, 1).nan_to_num(0.0)
+            known = (buckets != self.unknown).unsqueeze(-1)
+            embedded = embedded + self.scalar(place.unsqueeze(-1)) * known
+        return embedded.unsqueeze(1)
 
     def request(self, value: Any, num_samples: int, name: str = "rating") -> torch.Tensor:
         """`rating=7.8` for every sample, a list with one rating per sample, or None (unconditioned)."""

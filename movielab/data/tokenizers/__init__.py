@@ -7,10 +7,12 @@ from movielab.data.tokenizers.base import (
     tokenizer_from_state,
 )
 from movielab.data.tokenizers.char import CharTokenizer
+from movielab.data.tokenizers.sentencepiece import SentencePieceTokenizer
 from movielab.data.tokenizers.word import WordTokenizer
 
 __all__ = [
     "CharTokenizer",
+    "SentencePieceTokenizer",
     "Tokenizer",
     "TokenizerSpec",
     "WordTokenizer",

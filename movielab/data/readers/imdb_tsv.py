@@ -1,0 +1,132 @@
+"""The official IMDb TSVs: title.basics.tsv joined with title.ratings.tsv on tconst, streamed.
+
+The real files have ~10M basics rows and ~1.4M ratings: the ratings are held as two compact arrays
+(16 bytes a title) and the basics file is read line by line, so the join needs modest memory.
+The files are tab-separated without quoting (titles may contain quotes) and write null as \\N.
+"""
+
+from __future__ import annotations
+
+import logging
+from array import array
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from movielab.data.readers.lines import iter_text_lines
+from movielab.data.records import Record
+from movielab.errors import MovielabError
+
+log = logging.getLogger(__name__)
+
+NULL = "\\N"
+BASICS_COLUMNS = ("tconst", "titleType", "primaryTitle", "originalTitle", "startYear", "genres")
+RATINGS_COLUMNS = ("tconst", "averageRating", "numVotes")
+
+
+def _rows(path: Path, expected: Sequence[str]) -> Iterator[tuple[int, dict[str, int], list[str]]]:
+    """(line number, column positions, fields) for each data row; the header names the columns."""
+    lines = iter_text_lines(path)
+    header = next(lines, "").rstrip("\r\n").split("\t")
+    missing = [name for name in expected if name not in header]
+    if missing:
+        raise MovielabError(
+            f"{path}: column(s) {', '.join(missing)} missing; an IMDb TSV has a header with "
+            f"{', '.join(expected)} (found: {', '.join(header) or 'nothing'})"
+        )
+    positions = {name: header.index(name) for name in expected}
+    for line_number, line in enumerate(lines, start=2):
+        fields = line.rstrip("\r\n").split("\t")
+        if fields == [""]:
+            continue
+        if len(fields) != len(header):
+            raise MovielabError(
+                f"{path}:{line_number}: {len(fields)} tab-separated fields, the header has {len(header)}"
+            )
+        yield line_number, positions, fields
+
+
+def _title_number(path: Path, line_number: int, tconst: str) -> int:
+    if not (tconst.startswith("tt") and tconst[2:].isdigit()):
+        raise MovielabError(f"{path}:{line_number}: tconst '{tconst}' is not an IMDb id like tt0000001")
+    return int(tconst[2:])
+
+
+@dataclass(frozen=True)
+class ImdbTsvReader:
+    """`data.path` is title.basics.tsv; `ratings` defaults to title.ratings.tsv beside it.
+
+    Keeps titles whose titleType is in `title_types` and, with `require_rating`, that have a rating
+    with at least `min_votes` votes (an inner join). `title_column`: primaryTitle or originalTitle.
+    """
+
+    ratings: str | None = None
+    title_types: Sequence[str] = ("movie",)
+    min_votes: int = 0
+    title_column: str = "primaryTitle"
+    require_rating: bool = True
+
+    def __post_init__(self) -> None:
+        if self.title_column not in ("primaryTitle", "originalTitle"):
+            raise MovielabError(
+                f"data.reader.title_column='{self.title_column}' must be primaryTitle or originalTitle"
+            )
+
+    def ratings_path(self, basics: str | Path) -> Path:
+        return Path(self.ratings).expanduser() if self.ratings else Path(basics).parent / "title.ratings.tsv"
+
+    def companion_files(self, path: str | Path) -> list[Path]:
+        """Files read besides data.path: their content is part of the token-cache key."""
+        ratings = self.ratings_path(path)
+        if not ratings.is_file():
+            raise MovielabError(
+                f"IMDb ratings file not found: {ratings} (title.ratings.tsv; set data.reader.ratings=PATH)"
+            )
+        return [ratings]
+
+    def load_ratings(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted title numbers (tt0000001 -> 1) and their average ratings, votes >= min_votes."""
+        numbers, ratings = array("q"), array("d")
+        for line_number, at, fields in _rows(path, RATINGS_COLUMNS):
+            votes, rating = fields[at["numVotes"]], fields[at["averageRating"]]
+            if NULL in (votes, rating) or int(votes) < self.min_votes:
+                continue
+            try:
+                value = float(rating)
+            except ValueError:
+                raise MovielabError(
+                    f"{path}:{line_number}: averageRating '{rating}' is not a number"
+                ) from None
+            numbers.append(_title_number(path, line_number, fields[at["tconst"]]))
+            ratings.append(value)
+        order = np.argsort(np.frombuffer(numbers, dtype=np.int64), kind="stable")
+        return np.frombuffer(numbers, dtype=np.int64)[order], np.frombuffer(ratings, dtype=np.float64)[order]
+
+    def read(self, path: str | Path, required: Iterable[str] = ()) -> Iterator[Record]:
+        path = Path(path)
+        rated, ratings = self.load_ratings(self.companion_files(path)[0])
+        kept_types = set(self.title_types)
+        skipped: Counter = Counter()
+        for line_number, at, fields in _rows(path, BASICS_COLUMNS):
+            if fields[at["titleType"]] not in kept_types:
+                skipped["other title types"] += 1
+                continue
+            number = _title_number(path, line_number, fields[at["tconst"]])
+            index = int(np.searchsorted(rated, number))
+            rating = float(ratings[index]) if index < len(rated) and rated[index] == number else None
+            if rating is None and self.require_rating:
+                skipped[f"no rating with at least {self.min_votes} votes"] += 1
+                continue
+            title, year, genres = fields[at[self.title_column]], fields[at["startYear"]], fields[at["genres"]]
+            yield Record(
+                title=None if title == NULL else title,
+                year=int(year) if year.isdigit() else None,
+                rating=rating,
+                genres=() if genres == NULL else tuple(g for g in genres.split(",") if g),
+                line=line_number,
+            )
+        for reason, count in skipped.items():
+            log.info("%s: skipped %d titles (%s)", path.name, count, reason)

@@ -1,0 +1,156 @@
+"""Does a rating-conditioned model obey the rating? Sample titles at ratings across the range,
+recover each title's rating from the model's own likelihood, and correlate the two.
+
+Each title t sampled at a requested rating is scored under every requested rating c, log p(t | c);
+the recovered rating is the c under which t is most likely. Were the rating ignored, recovered and
+requested ratings would be unrelated (Spearman near 0); the more a title carries its rating, the
+nearer Spearman comes to 1. The judge is the model itself: this measures whether its titles at
+different ratings differ in the way it learned ratings differ, not whether people would agree.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torchmetrics.functional import spearman_corrcoef
+
+from movielab.data.templates import Template
+from movielab.data.tokenizers import Tokenizer
+from movielab.evaluation.training_texts import TextIndex
+from movielab.metrics import distinct_n
+from movielab.models.conditioning import RATING_STEPS, RatingPrefix
+from movielab.models.language_model import CausalLanguageModel
+from movielab.sampling import SamplingSettings
+
+
+@dataclass
+class RatingEvaluation:
+    requested: list[float]
+    recovered: list[float]
+    titles: list[str]
+    copy_rate: float | None  # None when no index of the training texts was at hand
+
+    @property
+    def spearman(self) -> float:
+        if len(set(self.recovered)) < 2:
+            return math.nan  # every title got the same rating: no ranking to correlate
+        return float(spearman_corrcoef(torch.tensor(self.recovered), torch.tensor(self.requested)))
+
+    @property
+    def mean_abs_error(self) -> float:
+        return float(np.mean(np.abs(np.array(self.recovered) - np.array(self.requested))))
+
+    def metrics(self) -> dict[str, float]:
+        metrics = {
+            "spearman": self.spearman,
+            "mean_abs_error": self.mean_abs_error,
+            "distinct_1": distinct_n(self.titles, 1),
+            "distinct_2": distinct_n(self.titles, 2),
+            "samples": float(len(self.titles)),
+        }
+        if self.copy_rate is not None:
+            metrics["copy_rate"] = self.copy_rate
+        return metrics
+
+    def by_rating(self) -> dict[float, list[tuple[str, float]]]:
+        """Requested rating -> [(title, recovered rating)], in the order sampled."""
+        rows: dict[float, list[tuple[str, float]]] = defaultdict(list)
+        for rating, title, recovered in zip(self.requested, self.titles, self.recovered, strict=True):
+            rows[rating].append((title, recovered))
+        return dict(rows)
+
+    def table(self, examples: int = 3) -> str:
+        """Markdown: the summary metrics, then per requested rating the mean recovered rating and,
+        with `examples`, that many sample titles."""
+        lines = ["| metric | value |", "|---|---|"]
+        lines += [f"| {name} | {value:.3f} |" for name, value in self.metrics().items()]
+        lines += ["", "| requested | mean recovered |" + (" sample titles |" if examples else "")]
+        lines.append("|---|---|" + ("---|" if examples else ""))
+        for rating, rows in self.by_rating().items():
+            line = f"| {rating:g} | {np.mean([recovered for _, recovered in rows]):.2f} |"
+            if examples:
+                titles = " / ".join(title or "(empty)" for title, _ in rows[:examples])
+                line += f" {titles.replace('|', chr(92) + '|')} |"
+            lines.append(line)
+        return "\n".join(lines)
+
+
+def default_ratings(encoder: RatingPrefix, count: int = 9) -> list[float]:
+    """`count` ratings evenly across those seen in training (the whole scale if none were seen),
+    on the encoder's 0.1-of-10 grid."""
+    low, high = encoder.seen_range.tolist()
+    if not low <= high:
+        low, high = encoder.scale
+    step = (encoder.high - encoder.low) / RATING_STEPS
+    grid = {
+        round(encoder.low + round((v - encoder.low) / step) * step, 6) for v in np.linspace(low, high, count)
+    }
+    return sorted(grid)
+
+
+def padded_rows(rows: list[np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+    """Token rows as a batch whose inputs hold every token (one padding column more than the
+    longest row), so a one-token row still has its first token as input."""
+    width = max(len(r) for r in rows)
+    tokens = torch.zeros(len(rows), width + 1, dtype=torch.long)
+    real = torch.zeros(len(rows), width + 1, dtype=torch.bool)
+    for i, row in enumerate(rows):
+        tokens[i, : len(row)] = torch.as_tensor(row, dtype=torch.long)
+        real[i, : len(row)] = True
+    targets = tokens[:, 1:].masked_fill(~real[:, 1:], -100)
+    return {"inputs": tokens[:, :-1].to(device), "targets": targets.to(device)}
+
+
+def recover_ratings(
+    module: CausalLanguageModel,
+    tokenizer: Tokenizer,
+    template: Template,
+    titles: list[str],
+    candidates: list[float],
+    name: str = "rating",
+    batch_rows: int = 4096,
+) -> list[float]:
+    """For each title, the candidate rating under which the model finds it most likely (each
+    title scored as written followed by the template's stop)."""
+    # a title longer than the context is scored by its beginning (the same for every candidate)
+    room = module.net.max_context - sum(encoder.n_positions for encoder in module.conditions.values())
+    encoded = [tokenizer.encode(title + (template.stop or ""))[:room] for title in titles]
+    pairs = [(i, c) for i in range(len(titles)) for c in range(len(candidates))]
+    scores = torch.empty(len(titles), len(candidates))
+    for begin in range(0, len(pairs), batch_rows):
+        chunk = pairs[begin : begin + batch_rows]
+        batch = padded_rows([encoded[i] for i, _ in chunk], module.device)
+        batch[name] = torch.tensor([candidates[c] for _, c in chunk], device=module.device)
+        likelihood = module.sequence_log_likelihood(batch).cpu()
+        for (i, c), value in zip(chunk, likelihood.tolist(), strict=True):
+            scores[i, c] = value
+    return [candidates[j] for j in scores.argmax(dim=1).tolist()]
+
+
+def evaluate_rating_conditioning(
+    module: CausalLanguageModel,
+    tokenizer: Tokenizer,
+    template: Template,
+    settings: SamplingSettings,
+    ratings: list[float] | None = None,
+    samples_per_rating: int = 20,
+    index: TextIndex | None = None,
+    seed: int = 0,
+    name: str = "rating",
+) -> RatingEvaluation:
+    """Sample `samples_per_rating` titles at each rating (default: 9 across those seen in training)
+    in one batch, recover their ratings, and measure copies of training titles and diversity."""
+    encoder = module.conditions[name]
+    ratings = sorted(float(r) for r in ratings) if ratings else default_ratings(encoder)
+    requested = [r for r in ratings for _ in range(samples_per_rating)]
+    generator = torch.Generator(device=module.device).manual_seed(seed)
+    titles = module.generate_text(
+        tokenizer, template, len(requested), settings, generator, **{name: requested}
+    )
+    recovered = recover_ratings(module, tokenizer, template, titles, ratings, name)
+    copy_rate = index.copy_rate(titles) if index is not None else None
+    return RatingEvaluation(requested, recovered, titles, copy_rate)
