@@ -13,7 +13,8 @@ from movielab.checkpoint import SECTION, read_checkpoint
 from movielab.data.templates import Template
 from movielab.data.tokenizers import CharTokenizer
 from movielab.errors import MovielabError
-from movielab.generate import generate
+from movielab.evaluate import HELDOUT, evaluate
+from movielab.generate import generate, save_samples
 from movielab.models.genre_prefix import GenrePrefix
 from movielab.models.gpt import GPT, GPTConfig
 from movielab.models.language_model import CausalLanguageModel
@@ -123,3 +124,28 @@ def test_generate_cli_unknown_genre_error(genre_run, monkeypatch, capsys):
     assert exit_info.value.code == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "unknown genre(s) opera" in lines[0] and "horror" in lines[0]
+
+
+def test_evaluate_samples_the_grid_and_writes_table_plot_and_tensorboard(genre_run, tmp_path):
+    ckpt = genre_run / "checkpoints" / "last.ckpt"
+    options = [f"ckpt={ckpt}", "num_samples=4", "max_new_tokens=30", f"out_dir={tmp_path / 'eval'}"]
+    sets = evaluate(compose_config(tmp_path, options, config_name="evaluate"))
+    labels = [s.label for s in sets]
+    assert labels == [f"T={t} top-p={p}" for t in ("0.7", "1", "1.3") for p in ("off", "0.9")] + [HELDOUT]
+    assert all(len(s.samples) == 4 and "bleu_4" in s.metrics for s in sets)
+    assert all(len(s.requested) == 4 for s in sets)  # each sample asked for a held-out movie's genres
+    (first,) = (tmp_path / "eval").iterdir()
+    report = (first / "evaluation.md").read_text(encoding="utf-8")
+    assert "| T=1.3 top-p=0.9 |" in report and "distinct_2" in report and "self_bleu_4" in report
+    assert (first / "evaluation.png").stat().st_size > 0 and (first / "metrics.json").exists()
+    assert list((first / "tensorboard").rglob("events.out.tfevents.*"))
+
+    saved = save_samples(genre_run, f"# ckpt={ckpt} genres=['horror']\n", sets[0].samples)
+    again = evaluate(
+        compose_config(
+            tmp_path, [f"samples={saved}", "num_samples=4", f"out_dir={tmp_path / 'eval'}"], "evaluate"
+        )
+    )
+    assert [s.label for s in again] == [saved.name, HELDOUT]
+    assert again[0].requested == [["horror"]] * 4 and again[0].metrics == sets[0].metrics
+    assert len(list((tmp_path / "eval").iterdir())) == 2  # a new folder: the first report is kept

@@ -7,11 +7,13 @@ from movielab.data.tokenizers.base import (
     tokenizer_from_state,
 )
 from movielab.data.tokenizers.char import CharTokenizer
+from movielab.data.tokenizers.hf import HFTokenizer
 from movielab.data.tokenizers.sentencepiece import SentencePieceTokenizer
 from movielab.data.tokenizers.word import WordTokenizer
 
 __all__ = [
     "CharTokenizer",
+    "HFTokenizer",
     "SentencePieceTokenizer",
     "Tokenizer",
     "TokenizerSpec",

@@ -1,0 +1,251 @@
+"""`python -m movielab.evaluate ckpt=PATH [classifier=PATH]`: sample a temperature x top-p grid from a
+language model and measure copies, novelty, diversity, held-out BLEU and genre recognition; or
+`samples=FILE` (movielab.generate's files, or one sample per line) to measure existing samples.
+
+Writes `evaluation.md` (the table), `evaluation.png` (the plot), `metrics.json` (numbers, settings and
+samples) and TensorBoard events (HParams tab: one run per grid cell) to a new folder, by default
+`<run>/evaluation/<date>_<time>/`; nothing earlier is overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import cycle, islice
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from matplotlib.figure import Figure
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.tensorboard import SummaryWriter
+
+from movielab import CONFIG_DIR
+from movielab.checkpoint import load_run
+from movielab.errors import MovielabError, user_errors_reported
+from movielab.evaluation.generated_text import GenreJudge, ReferenceTexts, text_metrics
+from movielab.evaluation.sample_files import read_sample_file
+from movielab.generate import pick_device, unused_path
+from movielab.reports import markdown_table, write_text_atomically
+from movielab.sampling import SamplingSettings
+
+HELDOUT = "held-out (real)"
+# the table's columns, in order, when present
+COLUMNS = (
+    "samples", "words", "copy_rate", "title_copy_rate", "novelty_{n}gram", "distinct_1", "distinct_2",
+    "self_bleu_{n}", "bleu_{n}", "genre_recall", "genre_top1",
+)  # fmt: skip
+PLOTTED = ("title_copy_rate", "novelty_{n}gram", "distinct_2", "self_bleu_{n}", "bleu_{n}", "genre_recall")
+
+
+@dataclass
+class SampleSet:
+    """One row of the evaluation: samples made one way (a grid cell, a file, the real held-out texts)."""
+
+    label: str
+    settings: dict[str, Any]
+    samples: list[str]
+    requested: list[list[str]] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(OmegaConf.to_container(value)) if OmegaConf.is_list(value) else [value]
+
+
+def _requested_genres(cfg: DictConfig, references: ReferenceTexts, count: int) -> list[list[str]]:
+    """The genres each sample asks for: `genres=` for all, else the held-out movies' genres in turn."""
+    if cfg.genres is not None:
+        return [[str(g) for g in _as_list(cfg.genres)]] * count
+    with_genres = [list(g) for g in references.heldout_genres if g]
+    return list(islice(cycle(with_genres), count)) if with_genres else []
+
+
+def _reference_data(run: Any, data_path: str | None) -> Any:
+    """The run's own data (usually straight from the token cache), optionally from another path."""
+    config = OmegaConf.create(OmegaConf.to_container(run.config.data))
+    if data_path:
+        config.path = data_path
+    return hydra.utils.instantiate(config)
+
+
+def sample_grid(cfg: DictConfig, run: Any, template: Any, requested: list[list[str]]) -> list[SampleSet]:
+    """num_samples samples per (temperature, top_p); genre-conditioned models get `requested`."""
+    temperatures, top_ps = _as_list(cfg.temperatures), _as_list(cfg.top_ps)
+    if not temperatures or not top_ps:
+        raise MovielabError("temperatures and top_ps need at least one value each, e.g. top_ps=[null,0.9]")
+    conditioned = "genres" in getattr(run.module, "conditions", {})
+    options = {"genres": requested} if conditioned and requested else {}
+    sets = []
+    for temperature in temperatures:
+        for top_p in top_ps:
+            top_p = None if top_p in (None, 0, 0.0) else float(top_p)  # the reference's top-p 0 = off
+            settings = SamplingSettings(
+                temperature=float(temperature),
+                top_k=cfg.top_k,
+                top_p=top_p,
+                max_new_tokens=cfg.max_new_tokens,
+            )
+            generator = torch.Generator(device=run.module.device).manual_seed(cfg.seed)
+            texts = run.module.generate_text(
+                run.tokenizer, template, cfg.num_samples, settings, generator, **options
+            )
+            label = f"T={float(temperature):g} top-p={'off' if top_p is None else f'{top_p:g}'}"
+            cell = {"temperature": float(temperature), "top_p": 0.0 if top_p is None else top_p}
+            sets.append(SampleSet(label, cell, texts, requested if options else []))
+            print(f"sampled {len(texts)} texts at {label}")
+    return sets
+
+
+def evaluate(cfg: DictConfig) -> list[SampleSet]:
+    """Every row's metrics; also writes the report folder and prints the table."""
+    if cfg.num_samples < 2:
+        raise MovielabError(f"num_samples={cfg.num_samples} must be at least 2 (self-BLEU compares samples)")
+    files = [read_sample_file(path) for path in _as_list(cfg.samples)]
+    ckpt = cfg.ckpt or next((f.ckpt for f in files if f.ckpt), None)
+    if ckpt is None:
+        raise MovielabError(
+            "ckpt=PATH is required: the language model to sample from, or (with samples=FILE) the run "
+            "whose training and held-out data the samples are compared with"
+        )
+    device = pick_device(cfg.device)
+    run = load_run(ckpt, device=device)
+    template = hydra.utils.instantiate(run.config.data.template)
+    references = ReferenceTexts.from_data(_reference_data(run, cfg.data_path).prepare(), template)
+    count = min(cfg.num_samples, len(references.heldout))
+    requested = _requested_genres(cfg, references, cfg.num_samples)
+    if files:
+        sets = [
+            SampleSet(f.path.name, {"source": str(f.path)}, f.samples, _file_genres(cfg, f, requested))
+            for f in files
+        ]
+    else:
+        if not hasattr(run.module, "generate_text"):
+            raise MovielabError(f"{ckpt} is not a language model ({type(run.module).__name__})")
+        sets = sample_grid(cfg, run, template, requested)
+    real_genres = [list(g) for g in references.heldout_genres[:count]]
+    sets.append(SampleSet(HELDOUT, {"source": "held-out"}, references.heldout[:count], real_genres))
+
+    judge = GenreJudge(load_run(cfg.classifier, device=device)) if cfg.classifier else None
+    if judge is not None and not hasattr(judge.module, "genre_probabilities"):
+        raise MovielabError(f"classifier={cfg.classifier} is not a genre classifier")
+    for sample_set in sets:
+        sample_set.metrics = text_metrics(sample_set.samples, references, cfg.ngram)
+        if sample_set.label == HELDOUT:
+            sample_set.metrics[f"bleu_{cfg.ngram}"] = float("nan")  # these are the references
+        if judge is not None and sample_set.requested:
+            records = [references.reader.record(s) for s in sample_set.samples]
+            sample_set.metrics.update(judge.recognition(records, sample_set.requested))
+    write_report(cfg, run, sets)
+    return sets
+
+
+def _file_genres(cfg: DictConfig, sample_file: Any, heldout: list[list[str]]) -> list[list[str]]:
+    if cfg.genres is not None:
+        return [[str(g) for g in _as_list(cfg.genres)]] * len(sample_file.samples)
+    return [sample_file.genres] * len(sample_file.samples) if sample_file.genres else []
+
+
+def columns(sets: list[SampleSet], n: int) -> list[str]:
+    present = {name for s in sets for name in s.metrics}
+    return [c.format(n=n) for c in COLUMNS if c.format(n=n) in present]
+
+
+def table(sets: list[SampleSet], n: int) -> str:
+    names = columns(sets, n)
+    rows = [[s.label, *(s.metrics.get(name, float("nan")) for name in names)] for s in sets]
+    return markdown_table(["samples from", *names], rows)
+
+
+def plot(sets: list[SampleSet], n: int) -> Figure:
+    """One panel per metric: lines over temperature per top-p for a grid, bars for files; the real
+    held-out texts as a dashed line."""
+    names = [c.format(n=n) for c in PLOTTED if any(c.format(n=n) in s.metrics for s in sets)]
+    figure = Figure(figsize=(4 * min(3, len(names)), 3.2 * ((len(names) + 2) // 3)), layout="constrained")
+    axes = figure.subplots((len(names) + 2) // 3, min(3, len(names)), squeeze=False).flatten()
+    generated = [s for s in sets if s.label != HELDOUT]
+    real = next((s for s in sets if s.label == HELDOUT), None)
+    grid = all("temperature" in s.settings for s in generated)
+    for axis, name in zip(axes, names, strict=False):
+        if grid:
+            for top_p in sorted({s.settings["top_p"] for s in generated}):
+                cells = sorted(
+                    (s for s in generated if s.settings["top_p"] == top_p),
+                    key=lambda s: s.settings["temperature"],
+                )
+                label = "top-p off" if top_p == 0 else f"top-p {top_p:g}"
+                axis.plot(
+                    [c.settings["temperature"] for c in cells],
+                    [c.metrics.get(name) for c in cells],
+                    "o-",
+                    label=label,
+                )
+            axis.set_xlabel("temperature")
+        else:
+            axis.bar(range(len(generated)), [s.metrics.get(name, float("nan")) for s in generated])
+            axis.set_xticks(range(len(generated)), [s.label for s in generated], rotation=30, ha="right")
+        if real is not None and name in real.metrics and real.metrics[name] == real.metrics[name]:
+            axis.axhline(real.metrics[name], linestyle="--", color="gray", label="held-out (real)")
+        axis.set_title(name)
+    for axis in axes[len(names) :]:
+        axis.set_visible(False)
+    if names:
+        axes[0].legend(fontsize="small")
+    return figure
+
+
+def write_report(cfg: DictConfig, run: Any, sets: list[SampleSet]) -> Path:
+    folder = Path(cfg.out_dir).expanduser() if cfg.out_dir else run.run_dir / "evaluation"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = unused_path(folder, datetime.now().strftime("%Y-%m-%d_%H-%M-%S"), "")
+    out.mkdir()
+    text = table(sets, cfg.ngram)
+    settings = f"top_k={cfg.top_k} max_new_tokens={cfg.max_new_tokens} seed={cfg.seed}"
+    header = (
+        f"# Evaluation of {run.path}\n\n{len(sets[0].samples)} samples a row ({settings}); "
+        f"classifier: {cfg.classifier or 'none'}.\n\n"
+    )
+    write_text_atomically(out / "evaluation.md", header + text)
+    figure = plot(sets, cfg.ngram)
+    handle, temporary = tempfile.mkstemp(prefix=".evaluation.", suffix=".png", dir=out)
+    os.close(handle)
+    figure.savefig(temporary, dpi=110)
+    os.replace(temporary, out / "evaluation.png")
+    record = {
+        "ckpt": str(run.path),
+        "options": OmegaConf.to_container(cfg),
+        "rows": [s.__dict__ for s in sets],
+    }
+    write_text_atomically(out / "metrics.json", json.dumps(record, indent=1, ensure_ascii=False, default=str))
+    with SummaryWriter(log_dir=str(out / "tensorboard")) as writer:
+        for s in sets:
+            values = {f"evaluate/{k}": v for k, v in s.metrics.items() if v == v}
+            hparams = {k: v for k, v in s.settings.items() if isinstance(v, int | float | str)}
+            writer.add_hparams(hparams, values, run_name=re.sub(r"[^A-Za-z0-9_.=-]+", "_", s.label))
+        writer.add_text("evaluate/table", text)
+        writer.add_figure("evaluate/plot", figure)
+    print(text)
+    print(f"report: {out / 'evaluation.md'} (plot evaluation.png, metrics.json, tensorboard/)")
+    return out
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
+def _hydra_main(cfg: DictConfig) -> None:
+    with user_errors_reported():
+        evaluate(cfg)
+
+
+def main() -> None:
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
