@@ -183,3 +183,16 @@ def test_ratings_outside_the_stated_scale_are_an_error(tmp_path):
     )
     with pytest.raises(MovielabError, match=r"titles.csv: rating 85 is outside data.rating_scale=\[0, 10\]"):
         module.prepare()
+
+
+def test_letterboxd_titles_use_the_star_scale(tmp_path):
+    from hydra.utils import instantiate
+
+    from tests.conftest import compose_config
+
+    cfg = compose_config(tmp_path, ["experiment=title_transformer", "data=letterboxd_titles"])
+    assert cfg.model.conditions.rating.scale == [0.5, 5.0]
+    data = instantiate(cfg.data).prepare()
+    ratings = np.concatenate([data.train.values["rating"], data.val.values["rating"]])
+    assert np.nanmin(ratings) >= 0.5 and np.nanmax(ratings) <= 5.0
+    assert data.tokenizer.kind == "sentencepiece"

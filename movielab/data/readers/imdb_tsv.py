@@ -118,7 +118,9 @@ class ImdbTsvReader:
             index = int(np.searchsorted(rated, number))
             rating = float(ratings[index]) if index < len(rated) and rated[index] == number else None
             if rating is None and self.require_rating:
-                skipped[f"no rating with at least {self.min_votes} votes"] += 1
+                skipped[
+                    f"no rating with at least {self.min_votes} votes" if self.min_votes else "no rating"
+                ] += 1
                 continue
             title, year, genres = fields[at[self.title_column]], fields[at["startYear"]], fields[at["genres"]]
             yield Record(
