@@ -4,7 +4,8 @@ Prints (and saves beside the run) the Spearman correlation between requested rat
 ratings recovered from the model's own likelihood of its titles, the share of titles copied from
 the training data, distinct-1/2, and sample titles per rating (movielab.evaluation.rating_conditioning).
 Everything comes from the checkpoint: the model, the tokenizer, the template and the training
-titles' fingerprints.
+titles' fingerprints; with heldout=true (the default) the run's validation titles are read again
+(from the token cache, or the data file named in the checkpoint's config) for the yardstick.
 """
 
 from __future__ import annotations
@@ -51,6 +52,12 @@ def evaluate(cfg: DictConfig) -> RatingEvaluation:
         ratings = OmegaConf.to_container(cfg.ratings) if OmegaConf.is_list(cfg.ratings) else [cfg.ratings]
         run.module.conditions["rating"].request(ratings, len(ratings), "ratings")  # one-line errors
     template = hydra.utils.instantiate(run.config.data.template)
+    heldout = None
+    if cfg.heldout:
+        try:  # the validation split, from the token cache (or the data file) the run was trained on
+            heldout = hydra.utils.instantiate(run.config.data).prepare().val
+        except MovielabError as error:
+            print(f"note: no held-out comparison ({error})")
     result = evaluate_rating_conditioning(
         run.module,
         run.tokenizer,
@@ -60,6 +67,7 @@ def evaluate(cfg: DictConfig) -> RatingEvaluation:
         cfg.samples_per_rating,
         load_training_index(cfg.ckpt),
         cfg.seed,
+        heldout=heldout,
     )
     text = report_text(result, cfg.examples)
     print(text)

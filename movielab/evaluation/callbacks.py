@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 
 class RatingConditioningReport(L.Callback):
     """When training ends, evaluates the final weights (movielab.evaluation.rating_conditioning):
-    logs conditioning/spearman, /mean_abs_error, /copy_rate, /distinct_1, /distinct_2 and a
+    logs conditioning/spearman, /mean_abs_error, /copy_rate, /distinct_1, /distinct_2,
+    /heldout_spearman (the same recovery on the real validation titles) and a
     markdown table of samples (Text tab), and writes the table to the log. The same report for
     any checkpoint: `python -m movielab.evaluate_conditioning ckpt=PATH`."""
 
@@ -58,6 +59,7 @@ class RatingConditioningReport(L.Callback):
             index,
             self.seed,
             self.condition,
+            heldout=datamodule.prepare().val,
         )
         table = result.table()
         log.info("Rating conditioning at step %d (final weights):\n%s", trainer.global_step, table)

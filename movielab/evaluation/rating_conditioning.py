@@ -6,6 +6,8 @@ the recovered rating is the c under which t is most likely. Were the rating igno
 requested ratings would be unrelated (Spearman near 0); the more a title carries its rating, the
 nearer Spearman comes to 1. The judge is the model itself: this measures whether its titles at
 different ratings differ in the way it learned ratings differ, not whether people would agree.
+The same recovery applied to real held-out titles and their real ratings (heldout_spearman) shows
+how much of its rating a real title reveals to the model: the yardstick for the generated titles.
 """
 
 from __future__ import annotations
@@ -19,12 +21,19 @@ import torch
 from torchmetrics.functional import spearman_corrcoef
 
 from movielab.data.templates import Template
+from movielab.data.token_cache import TokenSplit
 from movielab.data.tokenizers import Tokenizer
-from movielab.evaluation.training_texts import TextIndex
+from movielab.evaluation.training_texts import TextIndex, record_texts
 from movielab.metrics import distinct_n
 from movielab.models.conditioning import RATING_STEPS, RatingPrefix
 from movielab.models.language_model import CausalLanguageModel
 from movielab.sampling import SamplingSettings
+
+
+def spearman(recovered: list[float], requested: list[float]) -> float:
+    if len(set(recovered)) < 2 or len(set(requested)) < 2:
+        return math.nan  # one side is constant: no ranking to correlate
+    return float(spearman_corrcoef(torch.tensor(recovered), torch.tensor(requested, dtype=torch.float32)))
 
 
 @dataclass
@@ -33,12 +42,11 @@ class RatingEvaluation:
     recovered: list[float]
     titles: list[str]
     copy_rate: float | None  # None when no index of the training texts was at hand
+    heldout_spearman: float | None = None  # the yardstick: real held-out titles, see heldout_spearman()
 
     @property
     def spearman(self) -> float:
-        if len(set(self.recovered)) < 2:
-            return math.nan  # every title got the same rating: no ranking to correlate
-        return float(spearman_corrcoef(torch.tensor(self.recovered), torch.tensor(self.requested)))
+        return spearman(self.recovered, self.requested)
 
     @property
     def mean_abs_error(self) -> float:
@@ -54,6 +62,8 @@ class RatingEvaluation:
         }
         if self.copy_rate is not None:
             metrics["copy_rate"] = self.copy_rate
+        if self.heldout_spearman is not None:
+            metrics["heldout_spearman"] = self.heldout_spearman
         return metrics
 
     def by_rating(self) -> dict[float, list[tuple[str, float]]]:
@@ -131,6 +141,25 @@ def recover_ratings(
     return [candidates[j] for j in scores.argmax(dim=1).tolist()]
 
 
+def heldout_spearman(
+    module: CausalLanguageModel,
+    tokenizer: Tokenizer,
+    template: Template,
+    split: TokenSplit,
+    candidates: list[float],
+    name: str = "rating",
+    limit: int = 2000,
+) -> float:
+    """The same recovery on real held-out titles (up to `limit`) against their real ratings: how much
+    of its rating a real title reveals to this model, the yardstick for the generated titles'."""
+    ratings = np.asarray(split.values[name], dtype=np.float64)
+    rows = np.flatnonzero(~np.isnan(ratings))[:limit]
+    texts = record_texts(tokenizer, split, template)
+    titles = [texts[i] for i in rows]
+    recovered = recover_ratings(module, tokenizer, template, titles, candidates, name)
+    return spearman(recovered, ratings[rows].tolist())
+
+
 def evaluate_rating_conditioning(
     module: CausalLanguageModel,
     tokenizer: Tokenizer,
@@ -141,9 +170,11 @@ def evaluate_rating_conditioning(
     index: TextIndex | None = None,
     seed: int = 0,
     name: str = "rating",
+    heldout: TokenSplit | None = None,
 ) -> RatingEvaluation:
     """Sample `samples_per_rating` titles at each rating (default: 9 across those seen in training)
-    in one batch, recover their ratings, and measure copies of training titles and diversity."""
+    in one batch, recover their ratings, and measure copies of training titles and diversity; with
+    a `heldout` split (validation), also the yardstick Spearman on its real titles."""
     encoder = module.conditions[name]
     ratings = sorted(float(r) for r in ratings) if ratings else default_ratings(encoder)
     requested = [r for r in ratings for _ in range(samples_per_rating)]
@@ -153,4 +184,7 @@ def evaluate_rating_conditioning(
     )
     recovered = recover_ratings(module, tokenizer, template, titles, ratings, name)
     copy_rate = index.copy_rate(titles) if index is not None else None
-    return RatingEvaluation(requested, recovered, titles, copy_rate)
+    yardstick = None
+    if heldout is not None:
+        yardstick = heldout_spearman(module, tokenizer, template, heldout, ratings, name)
+    return RatingEvaluation(requested, recovered, titles, copy_rate, yardstick)

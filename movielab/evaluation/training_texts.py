@@ -17,7 +17,8 @@ import torch
 
 from movielab.checkpoint import read_checkpoint
 from movielab.data.templates import Template
-from movielab.data.token_cache import TokenData
+from movielab.data.token_cache import TokenData, TokenSplit
+from movielab.data.tokenizers import Tokenizer
 from movielab.errors import MovielabError
 from movielab.metrics import normalize
 
@@ -55,15 +56,19 @@ class TextIndex:
         return cls(tensor.tolist())
 
 
-def training_texts(data: TokenData, template: Template) -> list[str]:
-    """Each training record as generation prints it: decoded, cut at the template's stop."""
+def record_texts(tokenizer: Tokenizer, split: TokenSplit, template: Template) -> list[str]:
+    """Each record of a split as generation prints it: decoded, cut at the template's stop."""
     texts = []
-    for i in range(data.train.n_records):
-        text = data.tokenizer.decode(data.train.record_tokens(i))
+    for i in range(split.n_records):
+        text = tokenizer.decode(split.record_tokens(i))
         if template.stop and template.stop in text:
             text = text[: text.index(template.stop)]
         texts.append(text.rstrip())
     return texts
+
+
+def training_texts(data: TokenData, template: Template) -> list[str]:
+    return record_texts(data.tokenizer, data.train, template)
 
 
 class TrainingTextIndex(L.Callback):
