@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -121,16 +120,14 @@ def evaluate(cfg: DictConfig) -> list[SampleSet]:
     template = hydra.utils.instantiate(run.config.data.template)
     references = ReferenceTexts.from_data(_reference_data(run, cfg.data_path).prepare(), template)
     count = min(cfg.num_samples, len(references.heldout))
-    requested = _requested_genres(cfg, references, cfg.num_samples)
     if files:
         sets = [
-            SampleSet(f.path.name, {"source": str(f.path)}, f.samples, _file_genres(cfg, f, requested))
-            for f in files
+            SampleSet(f.path.name, {"source": str(f.path)}, f.samples, _file_genres(cfg, f)) for f in files
         ]
     else:
         if not hasattr(run.module, "generate_text"):
             raise MovielabError(f"{ckpt} is not a language model ({type(run.module).__name__})")
-        sets = sample_grid(cfg, run, template, requested)
+        sets = sample_grid(cfg, run, template, _requested_genres(cfg, references, cfg.num_samples))
     real_genres = [list(g) for g in references.heldout_genres[:count]]
     sets.append(SampleSet(HELDOUT, {"source": "held-out"}, references.heldout[:count], real_genres))
 
@@ -148,7 +145,8 @@ def evaluate(cfg: DictConfig) -> list[SampleSet]:
     return sets
 
 
-def _file_genres(cfg: DictConfig, sample_file: Any, heldout: list[list[str]]) -> list[list[str]]:
+def _file_genres(cfg: DictConfig, sample_file: Any) -> list[list[str]]:
+    """The genres a file's samples asked for: `genres=`, else the file header's genres, else none."""
     if cfg.genres is not None:
         return [[str(g) for g in _as_list(cfg.genres)]] * len(sample_file.samples)
     return [sample_file.genres] * len(sample_file.samples) if sample_file.genres else []
@@ -248,4 +246,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
