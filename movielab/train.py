@@ -17,7 +17,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from movielab import CONFIG_DIR
-from movielab import resolvers as _resolvers  # noqa: F401 (registers ${steps_for_tokens:...})
+from movielab import resolvers as _resolvers  # noqa: F401 (registers ${steps_for_tokens:...}, ${mul:...})
 from movielab.callbacks import ResumableRandomState
 from movielab.checkpoint import SECTION, AtomicCheckpointIO, RunDescription, read_checkpoint
 from movielab.errors import MovielabError, user_errors_reported

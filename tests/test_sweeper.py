@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 
 from movielab import train
 from movielab.errors import MovielabError
-from movielab.resolvers import steps_for_tokens
+from movielab.resolvers import mul, steps_for_tokens
 from movielab.sweep_report import main as report_main
 from movielab.sweeps.optuna_sweep import tell
 from movielab.sweeps.report import build_report, to_markdown
@@ -344,6 +344,40 @@ def test_steps_for_tokens_gives_each_run_the_same_token_budget():
     assert steps_for_tokens(1_000_000, 256, 10) == 391
     assert steps_for_tokens(1_000_000, 128, 40) == 196
     assert steps_for_tokens(10, 256, 40) == 1
+    assert mul(3, 64) == 192
+
+
+@pytest.mark.parametrize("search", ["seinfeld_tables", "seinfeld_lstm_tpe"])
+def test_seinfeld_sweeps_give_every_cell_the_same_tokens(tmp_path, search):
+    """Every cell of the tables (and the TPE extremes) trains on the same number of tokens, validates
+    at the same shares of it on the same held-out tokens, and ends on a validation."""
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        base = compose("train", overrides=[f"hparams_search={search}"], return_hydra_config=True)
+        space = parse_search_space([f"{k}={v}" for k, v in base.hydra.sweeper.params.items()])
+        cells = (
+            [params for _, params in space.one_factor_cells()]
+            if search == "seinfeld_tables"
+            else [
+                {"model.net.config.block_size": t, "data.batching.batch_size": b}
+                for t, b in ((10, 64), (40, 256))
+            ]
+        )
+        seen = set()
+        for params in cells:
+            cfg = compose(
+                "train",
+                overrides=[
+                    f"hparams_search={search}",
+                    f"paths.root_dir={tmp_path}",
+                    *space.overrides(params),
+                ],
+            )
+            block, batch = cfg.model.net.config.block_size, cfg.data.batching.batch_size
+            assert cfg.trainer.max_steps % cfg.trainer.val_check_interval == 0  # the last step validates
+            assert cfg.trainer.max_steps // cfg.trainer.val_check_interval == cfg.budget.validations
+            seen.add((cfg.trainer.max_steps * block * batch, cfg.data.batching.val_max_windows * block))
+    assert seen == {(cfg.budget.validations * cfg.budget.tokens_per_validation, cfg.budget.val_tokens)}
+    assert len(cells) == (9 if search == "seinfeld_tables" else 2)
 
 
 def test_report_recognises_a_one_factor_sweep():

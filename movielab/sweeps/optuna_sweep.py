@@ -67,6 +67,12 @@ class OptunaSweep:
             raise MovielabError(f"hydra.sweeper.direction={direction}: expected minimize or maximize")
         if not 0.0 <= max_failure_rate <= 1.0:
             raise MovielabError(f"hydra.sweeper.max_failure_rate={max_failure_rate}: expected 0..1")
+        if type(launcher).__name__ != "BasicLauncher":
+            raise MovielabError(
+                f"hydra/launcher={type(launcher).__name__}: the Optuna sweeper runs each trial in its own "
+                "process (hydra/launcher=basic), where the training code reports to the trial; to run "
+                "trials in parallel, start more sweep processes on the same storage and study_name"
+            )
         self.config = config
         self.launcher = launcher
         self.sampler_factory = sampler
@@ -148,7 +154,7 @@ class OptunaSweep:
             self.storage_url,
             type(study.sampler).__name__,
             type(study.pruner).__name__,
-            f"{self.n_trials} more trials" if self.n_trials is not None else "until the grid is done",
+            f"{self.n_trials} more trials" if self.n_trials is not None else "until every cell has run",
         )
         return study
 
