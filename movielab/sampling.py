@@ -28,6 +28,7 @@ class SamplingSettings:
     top_p: float | None = None
     max_new_tokens: int = 400
     use_cache: bool = True
+    banned: tuple[int, ...] = ()  # token ids never sampled (generate_text bans the unknown token)
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:
@@ -43,6 +44,8 @@ class SamplingSettings:
 def filter_logits(logits: torch.Tensor, settings: SamplingSettings) -> torch.Tensor:
     """Temperature, then top-k, then nucleus (top-p) filtering; removed entries become -inf."""
     logits = logits / settings.temperature
+    if settings.banned:
+        logits = logits.index_fill(-1, torch.tensor(settings.banned, device=logits.device), float("-inf"))
     if settings.top_k is not None and settings.top_k < logits.size(-1):
         kth = torch.topk(logits, settings.top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))

@@ -1,0 +1,107 @@
+"""Validation loss of a trained word LSTM under each definition the write-up compares.
+
+    python experiments/seinfeld_lstm/evaluate_losses.py outputs/seinfeld_lstm/runs/<stamp>/checkpoints/<ckpt>
+
+Run it from the directory the training ran in (the run's data.path may be relative). It rebuilds
+the run's validation split from the token cache (the same split and tokens training used) and
+reports, as per-word cross-entropy in nats:
+
+- all positions: every next word of consecutive non-overlapping windows of block_size words,
+  each window starting from a zero state (= the val/loss logged during training);
+- last word: only the word after each whole window (the reference's training loss, here on
+  held-out text), over the same windows;
+- by context length: the all-positions loss split by how many words the model had seen;
+- carried state: the validation text read as long streams, the state carried from word to word
+  (what generation does; no window limit on the context).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+
+from movielab.checkpoint import SECTION, load_run, read_checkpoint
+
+
+def window_losses(net: torch.nn.Module, tokens: torch.Tensor, block: int, batch_size: int) -> torch.Tensor:
+    """Cross-entropy of every position of the non-overlapping windows: (n_windows, block)."""
+    n_windows = (len(tokens) - 1) // block
+    starts = torch.arange(n_windows) * block
+    rows = []
+    for begin in range(0, n_windows, batch_size):
+        windows = tokens[starts[begin : begin + batch_size, None] + torch.arange(block + 1)]
+        logits = net(windows[:, :-1])
+        rows.append(F.cross_entropy(logits.transpose(1, 2), windows[:, 1:], reduction="none"))
+    return torch.cat(rows)
+
+
+def carried_state_loss(net: torch.nn.Module, tokens: torch.Tensor, streams: int, segment: int) -> float:
+    """Mean cross-entropy over `streams` contiguous parts of the text, each read start to end
+    with the state carried across segments."""
+    length = (len(tokens) - 1) // streams
+    rows = torch.stack([tokens[i * length : (i + 1) * length + 1] for i in range(streams)])
+    total, count, state = 0.0, 0, None
+    for begin in range(0, length, segment):
+        chunk = rows[:, begin : min(begin + segment, length) + 1]
+        logits, state = net.run(chunk[:, :-1], state)
+        total += F.cross_entropy(logits.transpose(1, 2), chunk[:, 1:], reduction="sum").item()
+        count += chunk[:, 1:].numel()
+    return total / count
+
+
+@torch.inference_mode()
+def evaluate(ckpt: Path, batch_size: int, streams: int, segment: int) -> dict:
+    run = load_run(ckpt)
+    datamodule = instantiate(run.config.data)
+    data = datamodule.prepare()
+    trained_on = read_checkpoint(ckpt)[SECTION]["data_fingerprint"]
+    if data.fingerprint != trained_on:
+        raise SystemExit(f"the data now prepared ({data.fingerprint}) is not what {ckpt} trained on")
+    net = run.module.net.eval()
+    block = int(run.config.model.net.config.block_size)
+    tokens = torch.from_numpy(data.val.tokens.astype("int64"))
+    losses = window_losses(net, tokens, block, batch_size)
+    targets = tokens[1 : losses.numel() + 1]
+    tokenizer = run.tokenizer
+    return {
+        "checkpoint": str(ckpt),
+        "val_tokens": len(tokens),
+        "vocab_size": tokenizer.vocab_size,
+        "unknown_share_of_targets": float((targets == tokenizer.unknown_id).float().mean()),
+        "block_size": block,
+        "all_positions": float(losses.mean()),
+        "last_word": float(losses[:, -1].mean()),
+        "by_context_length": {i + 1: float(v) for i, v in enumerate(losses.mean(dim=0))},
+        "carried_state": carried_state_loss(net, tokens, streams, segment),
+        "windows": losses.size(0),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("ckpt", type=Path)
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--streams", type=int, default=32, help="contiguous parts read in parallel")
+    parser.add_argument("--segment", type=int, default=200, help="words fed per carried-state step")
+    parser.add_argument("--json", type=Path, help="also write the numbers here")
+    args = parser.parse_args()
+    result = evaluate(args.ckpt, args.batch_size, args.streams, args.segment)
+    print("| loss definition (validation, nats/word) | loss | perplexity |\n|---|---|---|")
+    for name in ("all_positions", "last_word", "carried_state"):
+        print(f"| {name.replace('_', ' ')} | {result[name]:.3f} | {math.exp(result[name]):.1f} |")
+    print("by context length:", ", ".join(f"{k}: {v:.2f}" for k, v in result["by_context_length"].items()))
+    print(f"<unknown> share of targets: {result['unknown_share_of_targets']:.2%}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
