@@ -106,5 +106,5 @@ def test_prompt_option_the_model_does_not_take(tmp_path):
     from movielab.sampling import SamplingSettings
 
     module = CausalLanguageModel(net=torch.nn.Identity(), optimizer=torch.optim.AdamW)
-    with pytest.raises(MovielabError, match="does not take prime; its prompt fields are title, description"):
-        module.generate_text(None, Template(), 1, SamplingSettings(), prime="jerry:")
+    with pytest.raises(MovielabError, match="does not take rating; its prompt fields are title, description"):
+        module.generate_text(None, Template(), 1, SamplingSettings(), rating=7.5)
