@@ -3,8 +3,8 @@
     python experiments/seinfeld_lstm/evaluate_losses.py outputs/seinfeld_lstm/runs/<stamp>/checkpoints/<ckpt>
 
 Run it from the directory the training ran in (the run's data.path may be relative). It rebuilds
-the run's validation split from the token cache (the same split and tokens training used) and
-reports, as per-word cross-entropy in nats:
+the run's validation split (or, with --split train, the training split) from the token cache (the
+same split and tokens training used) and reports, as per-word cross-entropy in nats, in eval mode:
 
 - all positions: every next word of consecutive non-overlapping windows of block_size words,
   each window starting from a zero state (= the val/loss logged during training);
@@ -12,7 +12,9 @@ reports, as per-word cross-entropy in nats:
   held-out text), over the same windows;
 - by context length: the all-positions loss split by how many words the model had seen;
 - carried state: the validation text read as long streams, the state carried from word to word
-  (what generation does; no window limit on the context).
+  (what generation does; no window limit on the context);
+- by kind of target: line ends (||return||), other punctuation tokens, speakers ("jerry:"),
+  <unknown>, and the remaining words: their share of the targets and their mean loss.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import argparse
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +44,21 @@ def window_losses(net: torch.nn.Module, tokens: torch.Tensor, block: int, batch_
     return torch.cat(rows)
 
 
+def target_kinds(tokenizer: Any, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A boolean mask over the targets for each kind of token."""
+    vocab = tokenizer.vocab
+    marks = set(tokenizer.punctuation.values())
+    kind_of = {
+        "line end": [token == tokenizer.punctuation["\n"] for token in vocab],
+        "punctuation": [token in marks and token != tokenizer.punctuation["\n"] for token in vocab],
+        "speaker": [token.endswith(":") for token in vocab],
+        "<unknown>": [i == tokenizer.unknown_id for i in range(len(vocab))],
+    }
+    masks = {name: torch.tensor(flags)[targets] for name, flags in kind_of.items()}
+    masks["other word"] = ~torch.stack(list(masks.values())).any(dim=0)
+    return masks
+
+
 def carried_state_loss(net: torch.nn.Module, tokens: torch.Tensor, streams: int, segment: int) -> float:
     """Mean cross-entropy over `streams` contiguous parts of the text, each read start to end
     with the state carried across segments."""
@@ -56,7 +74,9 @@ def carried_state_loss(net: torch.nn.Module, tokens: torch.Tensor, streams: int,
 
 
 @torch.inference_mode()
-def evaluate(ckpt: Path, batch_size: int, streams: int, segment: int) -> dict:
+def evaluate(
+    ckpt: Path, batch_size: int, streams: int, segment: int, split: str = "val", max_tokens: int | None = None
+) -> dict:
     run = load_run(ckpt)
     datamodule = instantiate(run.config.data)
     data = datamodule.prepare()
@@ -65,13 +85,15 @@ def evaluate(ckpt: Path, batch_size: int, streams: int, segment: int) -> dict:
         raise SystemExit(f"the data now prepared ({data.fingerprint}) is not what {ckpt} trained on")
     net = run.module.net.eval()
     block = int(run.config.model.net.config.block_size)
-    tokens = torch.from_numpy(data.val.tokens.astype("int64"))
+    tokens = torch.from_numpy(getattr(data, split).tokens[:max_tokens].astype("int64"))
     losses = window_losses(net, tokens, block, batch_size)
     targets = tokens[1 : losses.numel() + 1]
     tokenizer = run.tokenizer
+    kinds = target_kinds(tokenizer, targets.view_as(losses))
     return {
         "checkpoint": str(ckpt),
-        "val_tokens": len(tokens),
+        "split": split,
+        "tokens": len(tokens),
         "vocab_size": tokenizer.vocab_size,
         "unknown_share_of_targets": float((targets == tokenizer.unknown_id).float().mean()),
         "block_size": block,
@@ -79,6 +101,10 @@ def evaluate(ckpt: Path, batch_size: int, streams: int, segment: int) -> dict:
         "last_word": float(losses[:, -1].mean()),
         "by_context_length": {i + 1: float(v) for i, v in enumerate(losses.mean(dim=0))},
         "carried_state": carried_state_loss(net, tokens, streams, segment),
+        "by_kind": {
+            name: {"share": float(mask.float().mean()), "loss": float(losses[mask].mean())}
+            for name, mask in kinds.items()
+        },
         "windows": losses.size(0),
     }
 
@@ -91,14 +117,19 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--streams", type=int, default=32, help="contiguous parts read in parallel")
     parser.add_argument("--segment", type=int, default=200, help="words fed per carried-state step")
+    parser.add_argument("--split", choices=("val", "train"), default="val")
+    parser.add_argument("--max-tokens", type=int, help="only the split's first N tokens")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args()
-    result = evaluate(args.ckpt, args.batch_size, args.streams, args.segment)
-    print("| loss definition (validation, nats/word) | loss | perplexity |\n|---|---|---|")
+    result = evaluate(args.ckpt, args.batch_size, args.streams, args.segment, args.split, args.max_tokens)
+    print(f"| loss definition ({args.split}, {result['tokens']} words) | loss | perplexity |\n|---|---|---|")
     for name in ("all_positions", "last_word", "carried_state"):
         print(f"| {name.replace('_', ' ')} | {result[name]:.3f} | {math.exp(result[name]):.1f} |")
     print("by context length:", ", ".join(f"{k}: {v:.2f}" for k, v in result["by_context_length"].items()))
     print(f"<unknown> share of targets: {result['unknown_share_of_targets']:.2%}")
+    print("| kind of target | share | loss |\n|---|---|---|")
+    for name, values in result["by_kind"].items():
+        print(f"| {name} | {values['share']:.1%} | {values['loss']:.3f} |")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
 
