@@ -88,8 +88,9 @@ class FaultInjection(L.Callback):
 
 
 def run_sweep(root: Path, monkeypatch, sweep_dir: str, *overrides: str) -> None:
-    """`python -m movielab.train -m ...`, in this process, with every output under root."""
-    argv = [*TINY_SWEEP, f"paths.root_dir={root}", f"hydra.sweep.dir={root / sweep_dir}", *overrides]
+    """`python -m movielab.train -m ...`, in this process, run from root (so outputs/ is there)."""
+    monkeypatch.chdir(root)
+    argv = [*TINY_SWEEP, f"hydra.sweep.dir={root / sweep_dir}", *overrides]
     monkeypatch.setattr(sys, "argv", ["movielab.train", "-m", *argv])
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
     train.main()

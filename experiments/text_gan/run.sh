@@ -4,6 +4,7 @@
 # thread on a busy 2-core machine slows down instead of speeding up.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+if [ -d .venv ]; then export PATH="$PWD/.venv/bin:$PATH"; fi
 export OMP_NUM_THREADS=1
 OUT=outputs/text_gan_experiment
 REAL=../shared/data/fortunes/fortunes.txt

@@ -22,6 +22,7 @@ from typing import Any
 
 import optuna
 import sqlalchemy.exc
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.launcher import Launcher
 from omegaconf import DictConfig, OmegaConf
@@ -324,6 +325,9 @@ def _default_study_name(config: DictConfig) -> str:
 
 
 def _default_storage(config: DictConfig, study_name: str) -> str:
+    # paths.* read ${hydra:runtime.cwd}, which Hydra only sets for each job: set it from this sweep's
+    # config, so a previous sweep in the same process (tests, notebooks) cannot leak its directory.
+    HydraConfig.instance().set_config(config)
     log_dir = Path(str(OmegaConf.select(config, "paths.log_dir", default="outputs")))
     return f"sqlite:///{(log_dir / 'sweeps' / f'{study_name}.db').resolve()}"
 
