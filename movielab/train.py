@@ -109,16 +109,18 @@ def train(cfg: DictConfig) -> float | None:
 
 
 def _print_summary(trainer: L.Trainer, output_dir: Path, metrics: dict[str, float], seconds: float) -> None:
-    checkpoint = trainer.checkpoint_callback
     lines = [
         f"Run finished in {seconds / 60:.1f} min after {trainer.global_step} steps.",
         *(f"  {name} = {value:.4f}" for name, value in sorted(metrics.items())),
         f"  run folder:   {output_dir}",
     ]
-    if checkpoint is not None and getattr(checkpoint, "last_model_path", ""):
-        lines.append(f"  last ckpt:    {checkpoint.last_model_path}")
-        lines.append(f"  best ckpt:    {checkpoint.best_model_path}")
-        lines.append(f"  sample:       python -m movielab.generate ckpt={checkpoint.last_model_path}")
+    last = output_dir / "checkpoints" / "last.ckpt"  # conf/callbacks/default.yaml: last_checkpoint
+    best = [c.best_model_path for c in trainer.checkpoint_callbacks if c.monitor and c.best_model_path]
+    if last.exists():
+        lines.append(f"  last ckpt:    {last}")
+    lines.extend(f"  best ckpt:    {path}" for path in best)
+    if last.exists():
+        lines.append(f"  sample:       python -m movielab.generate ckpt={last}")
     lines.append(f"  TensorBoard:  tensorboard --logdir {output_dir.parent.parent}")
     print("\n".join(lines))
 

@@ -49,6 +49,7 @@ TINY_SWEEP = [
     "~callbacks.progress_bar",
     "~callbacks.text_samples",
     "~callbacks.model_checkpoint",
+    "~callbacks.last_checkpoint",
     "logger=csv",
 ]
 

@@ -85,8 +85,8 @@ def test_loss_falls_and_the_titles_obey_the_rating(trained):
     assert val[-1] < math.log(vocab) - 2.5  # far below guessing uniformly among the pieces
     spearman = _column(trained, "conditioning/spearman")  # logged by the end-of-training evaluation
     assert len(spearman) == 1 and spearman[0] > 0.8
-    latest = torch.load(trained / "checkpoints" / "latest.ckpt", weights_only=True)
-    assert latest["global_step"] == 150  # the final weights, the ones the evaluation above saw
+    last = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 150  # the final weights, the ones the evaluation above saw
     heldout = _column(trained, "conditioning/heldout_spearman")  # real validation titles' ratings
     assert len(heldout) == 1 and heldout[0] > 0.7
 

@@ -153,6 +153,17 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
     assert full["lr_schedulers"][0]["_last_lr"] == resumed["lr_schedulers"][0]["_last_lr"]
 
 
+def test_last_checkpoint_follows_training_after_val_loss_stops_improving(tmp_path):
+    # lr 0: val/loss never improves after the first validation, so "best" stays at step 2
+    cfg = compose_config(
+        tmp_path, [*TINY, "model.optimizer.lr=0", "trainer.max_steps=8", "trainer.val_check_interval=2"]
+    )
+    train(cfg)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert read_checkpoint(checkpoints / "last.ckpt")["global_step"] == 8
+    assert [p.name for p in checkpoints.glob("best-*.ckpt")] == ["best-step000002.ckpt"]
+
+
 def test_resume_refuses_other_data(trained_run, tmp_path, movies_csv):
     from movielab.errors import MovielabError
 
