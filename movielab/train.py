@@ -38,6 +38,26 @@ def _check_resume(ckpt_path: str, fingerprint: str) -> None:
         )
 
 
+def _start_from_weights(model: L.LightningModule, path: str, fingerprint: str) -> None:
+    """`init_from=PATH`: a new phase from a checkpoint's weights (fresh optimizer, schedule and step
+    count), e.g. a decaying learning rate after a constant one. Same data and tokenizer only: the
+    token ids, hence the embeddings, mean nothing on other ones."""
+    checkpoint = read_checkpoint(path)
+    if checkpoint[SECTION]["data_fingerprint"] != fingerprint:
+        raise MovielabError(
+            f"init_from={path} was trained on other data or tokenization; start from it with the same "
+            "data.* options as its run"
+        )
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:  # torch lists every mismatch, one per line: name one
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        raise MovielabError(
+            f"init_from={path} holds another architecture ({lines[-1] if lines else error}); "
+            "use the model.* options of its run"
+        ) from error
+
+
 def _hparams(cfg: DictConfig) -> dict[str, Any]:
     """The config as flat scalars for TensorBoard's HParams tab."""
     flat = {}
@@ -71,6 +91,12 @@ def train(cfg: DictConfig) -> float | None:
         _check_resume(cfg.ckpt_path, data.fingerprint)
 
     model = instantiate(cfg.model)
+    if cfg.get("init_from"):
+        if cfg.ckpt_path:
+            raise MovielabError(
+                "give ckpt_path (resume exactly) or init_from (new phase from its weights), not both"
+            )
+        _start_from_weights(model, cfg.init_from, data.fingerprint)
     if not model.automatic_optimization and cfg.trainer.get("gradient_clip_val"):
         raise MovielabError(
             f"{type(model).__name__} steps its own optimizers, so Lightning cannot clip its gradients: "

@@ -164,6 +164,35 @@ def test_last_checkpoint_follows_training_after_val_loss_stops_improving(tmp_pat
     assert [p.name for p in checkpoints.glob("best-*.ckpt")] == ["best-step000002.ckpt"]
 
 
+def test_init_from_starts_a_fresh_phase_from_the_checkpoint_weights(trained_run, tmp_path):
+    from movielab.errors import MovielabError
+
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    # lr 0: the new phase cannot move the weights, so they must be the checkpoint's
+    train(
+        compose_config(
+            tmp_path / "phase2",
+            [
+                *TINY,
+                f"init_from={ckpt}",
+                "model.optimizer.lr=0",
+                "trainer.max_steps=2",
+                "trainer.val_check_interval=2",
+            ],
+        )
+    )
+    before, after = (
+        read_checkpoint(ckpt),
+        read_checkpoint(tmp_path / "phase2" / "run" / "checkpoints" / "last.ckpt"),
+    )
+    assert after["global_step"] == 2  # a fresh step count, not the checkpoint's 150
+    for name, tensor in before["state_dict"].items():
+        assert torch.equal(tensor, after["state_dict"][name]), name
+    wider = compose_config(tmp_path / "wider", [*TINY, f"init_from={ckpt}", "model.net.config.n_embd=48"])
+    with pytest.raises(MovielabError, match="another architecture"):
+        train(wider)
+
+
 def test_resume_refuses_other_data(trained_run, tmp_path, movies_csv):
     from movielab.errors import MovielabError
 
