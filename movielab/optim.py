@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
+
+from movielab.errors import MovielabError
 
 
 def weight_decay_groups(module: nn.Module) -> list[dict]:
@@ -17,6 +21,26 @@ def weight_decay_groups(module: nn.Module) -> list[dict]:
         {"params": [p for p in params if p.dim() >= 2]},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
+
+
+def optimizer_and_schedule(
+    module: nn.Module,
+    max_steps: int | None,
+    optimizer_factory: Callable[..., Optimizer],
+    scheduler_factory: Callable[..., LambdaLR] | None,
+) -> Optimizer | dict[str, Any]:
+    """What a LightningModule's configure_optimizers returns: the optimizer over `module`'s weight
+    decay groups and, if any, a schedule stepped every optimizer step over `max_steps`."""
+    optimizer = optimizer_factory(weight_decay_groups(module))
+    if scheduler_factory is None:
+        return optimizer
+    if max_steps is None or max_steps < 1:
+        raise MovielabError("trainer.max_steps must be set: the learning-rate schedule is laid out over it")
+    scheduler = scheduler_factory(optimizer, total_steps=max_steps)
+    return {
+        "optimizer": optimizer,
+        "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "train/lr"},
+    }
 
 
 def _warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:

@@ -22,7 +22,7 @@ from movielab.data.records import Record
 from movielab.data.templates import Template
 from movielab.data.tokenizers import Tokenizer
 from movielab.errors import MovielabError
-from movielab.optim import weight_decay_groups
+from movielab.optim import optimizer_and_schedule
 from movielab.reports import markdown_table, write_text_atomically
 
 THRESHOLD_METRICS = ("f1_micro", "f2_micro", "f1_macro", "f2_macro")
@@ -209,19 +209,9 @@ class GenreClassifier(L.LightningModule):
         return header + markdown_table(["genre", "support", "precision", "recall", "F1"], rows)
 
     def configure_optimizers(self):  # noqa: ANN201 (Lightning accepts several shapes)
-        optimizer = self.optimizer_factory(weight_decay_groups(self.net))
-        if self.scheduler_factory is None:
-            return optimizer
-        total_steps = self.trainer.max_steps
-        if total_steps is None or total_steps < 1:
-            raise MovielabError(
-                "trainer.max_steps must be set: the learning-rate schedule is laid out over it"
-            )
-        scheduler = self.scheduler_factory(optimizer, total_steps=total_steps)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "train/lr"},
-        }
+        return optimizer_and_schedule(
+            self.net, self.trainer.max_steps, self.optimizer_factory, self.scheduler_factory
+        )
 
     @torch.inference_mode()
     def genre_probabilities(

@@ -16,7 +16,7 @@ from movielab.data.templates import Template
 from movielab.data.tokenizers import Tokenizer
 from movielab.errors import MovielabError
 from movielab.models.conditioning import ConditionEncoder, PrefixedDecoder
-from movielab.optim import weight_decay_groups
+from movielab.optim import optimizer_and_schedule
 from movielab.sampling import SamplingSettings, generate_tokens
 
 
@@ -104,19 +104,9 @@ class CausalLanguageModel(L.LightningModule):
         self.log("val/loss_best", self.val_loss_best)
 
     def configure_optimizers(self):  # noqa: ANN201 (Lightning accepts several shapes)
-        optimizer = self.optimizer_factory(weight_decay_groups(self))
-        if self.scheduler_factory is None:
-            return optimizer
-        total_steps = self.trainer.max_steps
-        if total_steps is None or total_steps < 1:
-            raise MovielabError(
-                "trainer.max_steps must be set: the learning-rate schedule is laid out over it"
-            )
-        scheduler = self.scheduler_factory(optimizer, total_steps=total_steps)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "train/lr"},
-        }
+        return optimizer_and_schedule(
+            self, self.trainer.max_steps, self.optimizer_factory, self.scheduler_factory
+        )
 
     @torch.inference_mode()
     def generate_text(
