@@ -18,6 +18,7 @@ from movielab.errors import MovielabError
 from movielab.generate import generate
 from movielab.models.text_gan import TextGAN, TextGANConfig, sinusoidal_positions
 from movielab.models.text_gan_module import TextGANModule, seeded
+from movielab.sampling import SamplingSettings
 from movielab.train import train
 from tests.conftest import compose_config
 
@@ -156,6 +157,24 @@ def test_generate_text_rejects_prompts():
     module = tiny_module()
     with pytest.raises(MovielabError, match="takes no prompt; remove title"):
         module.generate_text(None, None, 2, None, None, title="Up")
+
+
+def test_generated_sentences_never_contain_the_unknown_token():
+    """As the language models: <unknown> is banned from what is written (not from what is fed back)."""
+
+    class Words:
+        unknown_id = 3
+
+        def decode(self, ids):
+            return " ".join(f"w{i}" for i in ids)
+
+    module = tiny_module()
+    with torch.no_grad():
+        module.generator.head.bias.fill_(0.0)
+        module.generator.head.bias[Words.unknown_id] = 8.0  # <unknown> would be nearly every token
+    settings = SamplingSettings(temperature=1.0, top_p=None, max_new_tokens=6)
+    texts = module.generate_text(Words(), None, 16, settings, torch.Generator().manual_seed(0))
+    assert texts and all(f"w{Words.unknown_id}" not in text.split() for text in texts)
 
 
 # --- end to end on the bundled sample ---------------------------------------------------------

@@ -110,7 +110,7 @@ def main() -> None:
             }
             row["sampling_seconds"] = seconds
             results.append(row)
-            examples[f"{name} T={temperature}"] = [t.replace("<start>", "").strip() for t in texts[:8]]
+            examples[f"{name} T={temperature}"] = [t.replace("<start>", "").strip() for t in texts[:10]]
             print(json.dumps(row))
 
     (args.out / "results.json").write_text(json.dumps({"results": results, "examples": examples}, indent=2))

@@ -16,6 +16,7 @@ cycle), and rewritten identically when a run resumes mid-cycle.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import lightning as L
 import numpy as np
@@ -369,6 +370,9 @@ class TextGANModule(L.LightningModule):
             )
         if int(self.special_ids[0]) < 0:
             self.set_special_tokens(tokenizer)
+        unknown_id = getattr(tokenizer, "unknown_id", None)
+        if unknown_id is not None:  # as CausalLanguageModel: "<unknown>" is never a word worth writing
+            settings = replace(settings, banned=(*settings.banned, unknown_id))
         was_training = self.training
         self.eval()
         try:
