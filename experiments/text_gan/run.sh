@@ -39,8 +39,8 @@ for run in "$@"; do
       model.net.config.max_length=32 trainer.max_steps=1260 trainer.val_check_interval=270 \
       hydra.run.dir=$OUT/gan $QUIET ;;
   gan_400)
-    # the gan run resumed (exactly) from its last checkpoint up to the reference's 2800 steps:
-    # 400 generator steps in all
+    # the gan run resumed (exactly) from its last checkpoint up to experiment=text_gan's default
+    # 2800 steps: 400 generator steps in all
     timed gan_400 python -m movielab.train experiment=text_gan $DATA \
       model.net.config.max_length=32 trainer.max_steps=2800 trainer.val_check_interval=270 \
       ckpt_path=$OUT/gan/checkpoints/last.ckpt hydra.run.dir=$OUT/gan_400 $QUIET ;;
