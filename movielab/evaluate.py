@@ -10,9 +10,7 @@ samples) and TensorBoard events (HParams tab: one run per grid cell) to a new fo
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import cycle, islice
@@ -30,8 +28,9 @@ from movielab.checkpoint import load_run
 from movielab.errors import MovielabError, user_errors_reported
 from movielab.evaluation.generated_text import GenreJudge, ReferenceTexts, text_metrics
 from movielab.evaluation.sample_files import read_sample_file
-from movielab.generate import pick_device, unused_path
-from movielab.reports import markdown_table, write_text_atomically
+from movielab.files import atomic_output, atomic_write_text, new_file_name
+from movielab.generate import pick_device
+from movielab.reports import markdown_table
 from movielab.sampling import SamplingSettings
 
 HELDOUT = "held-out (real)"
@@ -203,7 +202,7 @@ def plot(sets: list[SampleSet], n: int) -> Figure:
 def write_report(cfg: DictConfig, run: Any, sets: list[SampleSet]) -> Path:
     folder = Path(cfg.out_dir).expanduser() if cfg.out_dir else run.run_dir / "evaluation"
     folder.mkdir(parents=True, exist_ok=True)
-    out = unused_path(folder, datetime.now().strftime("%Y-%m-%d_%H-%M-%S"), "")
+    out = new_file_name(folder, datetime.now().strftime("%Y-%m-%d_%H-%M-%S"), "")
     out.mkdir()
     text = table(sets, cfg.ngram)
     settings = f"top_k={cfg.top_k} max_new_tokens={cfg.max_new_tokens} seed={cfg.seed}"
@@ -211,18 +210,16 @@ def write_report(cfg: DictConfig, run: Any, sets: list[SampleSet]) -> Path:
         f"# Evaluation of {run.path}\n\n{len(sets[0].samples)} samples a row ({settings}); "
         f"classifier: {cfg.classifier or 'none'}.\n\n"
     )
-    write_text_atomically(out / "evaluation.md", header + text)
+    atomic_write_text(out / "evaluation.md", header + text)
     figure = plot(sets, cfg.ngram)
-    handle, temporary = tempfile.mkstemp(prefix=".evaluation.", suffix=".png", dir=out)
-    os.close(handle)
-    figure.savefig(temporary, dpi=110)
-    os.replace(temporary, out / "evaluation.png")
+    with atomic_output(out / "evaluation.png") as stream:
+        figure.savefig(stream, format="png", dpi=110)
     record = {
         "ckpt": str(run.path),
         "options": OmegaConf.to_container(cfg),
         "rows": [s.__dict__ for s in sets],
     }
-    write_text_atomically(out / "metrics.json", json.dumps(record, indent=1, ensure_ascii=False, default=str))
+    atomic_write_text(out / "metrics.json", json.dumps(record, indent=1, ensure_ascii=False, default=str))
     with SummaryWriter(log_dir=str(out / "tensorboard")) as writer:
         for s in sets:
             values = {f"evaluate/{k}": v for k, v in s.metrics.items() if v == v}

@@ -22,7 +22,8 @@ from movielab.checkpoint import load_run
 from movielab.errors import MovielabError, user_errors_reported
 from movielab.evaluation import evaluate_rating_conditioning, load_training_index
 from movielab.evaluation.rating_conditioning import RatingEvaluation
-from movielab.generate import pick_device, unused_path
+from movielab.files import write_new_text
+from movielab.generate import pick_device
 from movielab.sampling import SamplingSettings
 
 
@@ -73,8 +74,6 @@ def evaluate(cfg: DictConfig) -> RatingEvaluation:
     print(text)
     if cfg.save:
         folder = run.run_dir / "evaluations"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = unused_path(folder, f"conditioning_{datetime.now():%Y-%m-%d_%H-%M-%S}", ".json")
         record = {
             "ckpt": str(run.path),
             "options": OmegaConf.to_container(cfg),
@@ -84,9 +83,8 @@ def evaluate(cfg: DictConfig) -> RatingEvaluation:
                 for r, c, t in zip(result.requested, result.recovered, result.titles, strict=True)
             ],
         }
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_text(json.dumps(record, indent=1, ensure_ascii=False), encoding="utf-8")
-        temporary.replace(path)
+        text = json.dumps(record, indent=1, ensure_ascii=False)
+        path = write_new_text(folder, f"conditioning_{datetime.now():%Y-%m-%d_%H-%M-%S}", ".json", text)
         print(f"saved the report to {path}")
     return result
 

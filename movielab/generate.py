@@ -18,6 +18,7 @@ from movielab import CONFIG_DIR
 from movielab.checkpoint import load_run
 from movielab.errors import MovielabError, user_errors_reported
 from movielab.evaluation import load_training_index
+from movielab.files import write_new_text
 from movielab.sampling import SamplingSettings
 
 # options whose values are free text: quoted for Hydra so titles may hold apostrophes and commas
@@ -48,23 +49,10 @@ def pick_device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
-def unused_path(folder: Path, stem: str, suffix: str) -> Path:
-    """A new file name in `folder`: never overwrite samples saved before."""
-    candidate, n = folder / f"{stem}{suffix}", 1
-    while candidate.exists():
-        candidate, n = folder / f"{stem}-{n}{suffix}", n + 1
-    return candidate
-
-
 def save_samples(run_dir: Path, header: str, texts: list[str]) -> Path:
-    folder = run_dir / "samples"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = unused_path(folder, datetime.now().strftime("%Y-%m-%d_%H-%M-%S"), ".txt")
+    """A new file under <run>/samples/: never overwrites samples saved before."""
     body = header + "".join(f"\n=== sample {i} ===\n{text}\n" for i, text in enumerate(texts, 1))
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(body, encoding="utf-8")
-    temporary.replace(path)
-    return path
+    return write_new_text(run_dir / "samples", datetime.now().strftime("%Y-%m-%d_%H-%M-%S"), ".txt", body)
 
 
 def show(console: Console, texts: list[str], typewriter: bool, delay: float) -> None:

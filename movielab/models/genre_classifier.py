@@ -22,8 +22,9 @@ from movielab.data.records import Record
 from movielab.data.templates import Template
 from movielab.data.tokenizers import Tokenizer
 from movielab.errors import MovielabError
+from movielab.files import atomic_write_text
 from movielab.optim import optimizer_and_schedule
-from movielab.reports import markdown_table, write_text_atomically
+from movielab.reports import markdown_table
 
 THRESHOLD_METRICS = ("f1_micro", "f2_micro", "f1_macro", "f2_macro")
 
@@ -175,7 +176,7 @@ class GenreClassifier(L.LightningModule):
                 self.log(f"val/{kind}/{metric_name(genre)}", value)
         if self.trainer.is_global_zero and self.trainer.default_root_dir:
             report = self.classification_report(scores, labels, threshold)
-            write_text_atomically(Path(self.trainer.default_root_dir) / "genre_report.md", report)
+            atomic_write_text(Path(self.trainer.default_root_dir) / "genre_report.md", report)
 
     def classification_report(
         self, scores: dict[str, torch.Tensor], labels: torch.Tensor, threshold: float

@@ -31,8 +31,8 @@ from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
 from movielab.errors import MovielabError
+from movielab.files import atomic_write_text
 from movielab.sweeps.active_trial import trial_running
-from movielab.sweeps.files import atomic_write_text
 from movielab.sweeps.search_space import SearchSpace, parse_search_space
 
 log = logging.getLogger(__name__)

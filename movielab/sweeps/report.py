@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from movielab.sweeps.files import atomic_write_bytes, atomic_write_text
+from movielab.files import atomic_write_bytes, atomic_write_text
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 REPORT_FILE = "summary.md"
