@@ -25,18 +25,20 @@ def weight_decay_groups(module: nn.Module) -> list[dict]:
 
 def optimizer_and_schedule(
     module: nn.Module,
-    max_steps: int | None,
+    max_steps: Callable[[], int | None],
     optimizer_factory: Callable[..., Optimizer],
     scheduler_factory: Callable[..., LambdaLR] | None,
 ) -> Optimizer | dict[str, Any]:
     """What a LightningModule's configure_optimizers returns: the optimizer over `module`'s weight
-    decay groups and, if any, a schedule stepped every optimizer step over `max_steps`."""
+    decay groups and, if any, a schedule stepped every optimizer step over `max_steps()` (read only
+    then: a module without a schedule needs no trainer)."""
     optimizer = optimizer_factory(weight_decay_groups(module))
     if scheduler_factory is None:
         return optimizer
-    if max_steps is None or max_steps < 1:
+    total_steps = max_steps()
+    if total_steps is None or total_steps < 1:
         raise MovielabError("trainer.max_steps must be set: the learning-rate schedule is laid out over it")
-    scheduler = scheduler_factory(optimizer, total_steps=max_steps)
+    scheduler = scheduler_factory(optimizer, total_steps=total_steps)
     return {
         "optimizer": optimizer,
         "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "train/lr"},

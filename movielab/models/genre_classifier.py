@@ -211,7 +211,7 @@ class GenreClassifier(L.LightningModule):
 
     def configure_optimizers(self):  # noqa: ANN201 (Lightning accepts several shapes)
         return optimizer_and_schedule(
-            self.net, self.trainer.max_steps, self.optimizer_factory, self.scheduler_factory
+            self.net, lambda: self.trainer.max_steps, self.optimizer_factory, self.scheduler_factory
         )
 
     @torch.inference_mode()

@@ -105,7 +105,7 @@ class CausalLanguageModel(L.LightningModule):
 
     def configure_optimizers(self):  # noqa: ANN201 (Lightning accepts several shapes)
         return optimizer_and_schedule(
-            self, self.trainer.max_steps, self.optimizer_factory, self.scheduler_factory
+            self, lambda: self.trainer.max_steps, self.optimizer_factory, self.scheduler_factory
         )
 
     @torch.inference_mode()
