@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import torch
@@ -39,6 +39,11 @@ class SamplingSettings:
             raise MovielabError(f"top_p={self.top_p} must be in (0, 1] (or null for no limit)")
         if self.max_new_tokens < 1:
             raise MovielabError(f"max_new_tokens={self.max_new_tokens} must be at least 1")
+
+    def never_unknown(self, tokenizer: object) -> SamplingSettings:
+        """These settings with the tokenizer's `<unknown>` banned, if it has one: never worth writing."""
+        unknown_id = getattr(tokenizer, "unknown_id", None)
+        return self if unknown_id is None else replace(self, banned=(*self.banned, unknown_id))
 
 
 def filter_logits(logits: torch.Tensor, settings: SamplingSettings) -> torch.Tensor:

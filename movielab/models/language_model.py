@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 
 import lightning as L
 import numpy as np
@@ -147,9 +146,7 @@ class CausalLanguageModel(L.LightningModule):
         if prompt_ids.numel() == 0 and not self.conditions:
             raise MovielabError("the prompt is empty: give a prompt field (e.g. title=... or prime=...)")
         stop = tokenizer.encode(template.stop).tolist() if template.stop else None
-        unknown_id = getattr(tokenizer, "unknown_id", None)
-        if unknown_id is not None:  # "<unknown>" is never a word worth writing
-            settings = replace(settings, banned=(*settings.banned, unknown_id))
+        settings = settings.never_unknown(tokenizer)
         was_training = self.training
         self.eval()
         try:

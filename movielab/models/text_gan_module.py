@@ -16,7 +16,6 @@ cycle), and rewritten identically when a run resumes mid-cycle.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
 import lightning as L
 import numpy as np
@@ -370,9 +369,7 @@ class TextGANModule(L.LightningModule):
             )
         if int(self.special_ids[0]) < 0:
             self.set_special_tokens(tokenizer)
-        unknown_id = getattr(tokenizer, "unknown_id", None)
-        if unknown_id is not None:  # as CausalLanguageModel: "<unknown>" is never a word worth writing
-            settings = replace(settings, banned=(*settings.banned, unknown_id))
+        settings = settings.never_unknown(tokenizer)
         was_training = self.training
         self.eval()
         try:
