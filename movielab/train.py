@@ -29,25 +29,21 @@ def _instantiate_all(group: DictConfig | None) -> list[Any]:
     return [instantiate(node) for node in (group or {}).values() if node is not None and "_target_" in node]
 
 
-def _check_resume(ckpt_path: str, fingerprint: str) -> None:
-    previous = read_checkpoint(ckpt_path)[SECTION]["data_fingerprint"]
+def _require_same_data(checkpoint: dict[str, Any], option: str, fingerprint: str) -> None:
+    """Token ids (hence embeddings, optimizer moments) mean nothing on other data or tokenization."""
+    previous = checkpoint[SECTION]["data_fingerprint"]
     if previous != fingerprint:
         raise MovielabError(
-            f"{ckpt_path} was trained on other data or tokenization (fingerprint {previous}, now "
-            f"{fingerprint}); resume with the same data.* options as the original run"
+            f"{option} was trained on other data or tokenization (fingerprint {previous}, now "
+            f"{fingerprint}); use the same data.* options as its run"
         )
 
 
 def _start_from_weights(model: L.LightningModule, path: str, fingerprint: str) -> None:
     """`init_from=PATH`: a new phase from a checkpoint's weights (fresh optimizer, schedule and step
-    count), e.g. a decaying learning rate after a constant one. Same data and tokenizer only: the
-    token ids, hence the embeddings, mean nothing on other ones."""
+    count), e.g. a decaying learning rate after a constant one; same data and tokenizer only."""
     checkpoint = read_checkpoint(path)
-    if checkpoint[SECTION]["data_fingerprint"] != fingerprint:
-        raise MovielabError(
-            f"init_from={path} was trained on other data or tokenization; start from it with the same "
-            "data.* options as its run"
-        )
+    _require_same_data(checkpoint, f"init_from={path}", fingerprint)
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:  # torch lists every mismatch, one per line: name one
@@ -88,7 +84,7 @@ def train(cfg: DictConfig) -> float | None:
         cfg.vocab_size = data.tokenizer.vocab_size
         cfg.genre_vocabulary = list(datamodule.genre_vocabulary.names)
     if cfg.ckpt_path:
-        _check_resume(cfg.ckpt_path, data.fingerprint)
+        _require_same_data(read_checkpoint(cfg.ckpt_path), f"ckpt_path={cfg.ckpt_path}", data.fingerprint)
 
     model = instantiate(cfg.model)
     if cfg.get("init_from"):
