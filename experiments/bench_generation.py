@@ -41,7 +41,9 @@ def tokens_per_second(model: GPT, batch: int, use_cache: bool, prompt_len: int, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--prompt-len", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
@@ -69,7 +71,9 @@ def main() -> None:
         print(f"| {batch} | {new} | {'yes' if cache else 'no'} | {statistics.median(values):.0f} | {runs} |")
     print()
     for batch, new in SCENARIOS:
-        ratios = [c / u for c, u in zip(results[(batch, new, True)], results[(batch, new, False)], strict=True)]
+        ratios = [
+            c / u for c, u in zip(results[(batch, new, True)], results[(batch, new, False)], strict=True)
+        ]
         print(
             f"batch {batch:>2}, {new} new tokens: cached / uncached = {statistics.median(ratios):.1f}x "
             f"(per repeat: {', '.join(f'{r:.1f}' for r in ratios)})"
