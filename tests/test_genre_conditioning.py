@@ -99,7 +99,7 @@ def genre_run(tmp_path_factory):
     return root / "run"
 
 
-def test_genre_run_keeps_its_vocabulary_and_generates_in_requested_genres(genre_run, tmp_path):
+def test_genre_run_keeps_its_vocabulary_and_generate_takes_known_genres_with_a_title(genre_run, tmp_path):
     ckpt = genre_run / "checkpoints" / "last.ckpt"
     checkpoint = read_checkpoint(ckpt)
     genres = checkpoint[SECTION]["config"]["genre_vocabulary"]
