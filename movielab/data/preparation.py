@@ -44,9 +44,7 @@ def keep_complete_records(records: list[Record], required: tuple[str, ...]) -> t
     return kept, skipped
 
 
-def record_values(
-    records: list[Record], genres: GenreVocabulary | None = None
-) -> dict[str, np.ndarray]:
+def record_values(records: list[Record], genres: GenreVocabulary | None = None) -> dict[str, np.ndarray]:
     """Per-record arrays stored beside the tokens (conditions and labels of later models).
 
     With a non-empty genre vocabulary, "genres" is a (records, genres) uint8 multi-hot array whose
