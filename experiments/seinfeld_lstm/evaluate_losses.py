@@ -9,7 +9,8 @@ same split and tokens training used) and reports, as per-word cross-entropy in n
 - all positions: every next word of consecutive non-overlapping windows of block_size words,
   each window starting from a zero state (= the val/loss logged during training);
 - last word: only the word after each whole window (the reference's training loss, here on
-  held-out text), over the same windows;
+  held-out text), over the same windows, or with --last-word-stride S over windows starting
+  every S words (more targets, so less noise, when block_size is long);
 - by context length: the all-positions loss split by how many words the model had seen;
 - carried state: the validation text read as long streams, the state carried from word to word
   (what generation does; no window limit on the context);
@@ -32,10 +33,14 @@ from hydra.utils import instantiate
 from movielab.checkpoint import SECTION, load_run, read_checkpoint
 
 
-def window_losses(net: torch.nn.Module, tokens: torch.Tensor, block: int, batch_size: int) -> torch.Tensor:
-    """Cross-entropy of every position of the non-overlapping windows: (n_windows, block)."""
-    n_windows = (len(tokens) - 1) // block
-    starts = torch.arange(n_windows) * block
+def window_losses(
+    net: torch.nn.Module, tokens: torch.Tensor, block: int, batch_size: int, stride: int | None = None
+) -> torch.Tensor:
+    """Cross-entropy of every position of windows of `block` words starting every `stride` words
+    (default: non-overlapping): (n_windows, block)."""
+    stride = stride or block
+    starts = torch.arange(0, len(tokens) - block, stride)
+    n_windows = len(starts)
     rows = []
     for begin in range(0, n_windows, batch_size):
         windows = tokens[starts[begin : begin + batch_size, None] + torch.arange(block + 1)]
@@ -75,7 +80,13 @@ def carried_state_loss(net: torch.nn.Module, tokens: torch.Tensor, streams: int,
 
 @torch.inference_mode()
 def evaluate(
-    ckpt: Path, batch_size: int, streams: int, segment: int, split: str = "val", max_tokens: int | None = None
+    ckpt: Path,
+    batch_size: int,
+    streams: int,
+    segment: int,
+    split: str = "val",
+    max_tokens: int | None = None,
+    last_word_stride: int | None = None,
 ) -> dict:
     run = load_run(ckpt)
     datamodule = instantiate(run.config.data)
@@ -90,6 +101,11 @@ def evaluate(
     targets = tokens[1 : losses.numel() + 1]
     tokenizer = run.tokenizer
     kinds = target_kinds(tokenizer, targets.view_as(losses))
+    last_word = (
+        losses[:, -1]
+        if last_word_stride is None
+        else window_losses(net, tokens, block, batch_size, last_word_stride)[:, -1]
+    )
     return {
         "checkpoint": str(ckpt),
         "split": split,
@@ -98,7 +114,8 @@ def evaluate(
         "unknown_share_of_targets": float((targets == tokenizer.unknown_id).float().mean()),
         "block_size": block,
         "all_positions": float(losses.mean()),
-        "last_word": float(losses[:, -1].mean()),
+        "last_word": float(last_word.mean()),
+        "last_word_targets": last_word.numel(),
         "by_context_length": {i + 1: float(v) for i, v in enumerate(losses.mean(dim=0))},
         "carried_state": carried_state_loss(net, tokens, streams, segment),
         "by_kind": {
@@ -119,13 +136,23 @@ def main() -> None:
     parser.add_argument("--segment", type=int, default=200, help="words fed per carried-state step")
     parser.add_argument("--split", choices=("val", "train"), default="val")
     parser.add_argument("--max-tokens", type=int, help="only the split's first N tokens")
+    parser.add_argument("--last-word-stride", type=int, help="last word of windows starting every N words")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args()
-    result = evaluate(args.ckpt, args.batch_size, args.streams, args.segment, args.split, args.max_tokens)
+    result = evaluate(
+        args.ckpt,
+        args.batch_size,
+        args.streams,
+        args.segment,
+        args.split,
+        args.max_tokens,
+        args.last_word_stride,
+    )
     print(f"| loss definition ({args.split}, {result['tokens']} words) | loss | perplexity |\n|---|---|---|")
     for name in ("all_positions", "last_word", "carried_state"):
         print(f"| {name.replace('_', ' ')} | {result[name]:.3f} | {math.exp(result[name]):.1f} |")
     print("by context length:", ", ".join(f"{k}: {v:.2f}" for k, v in result["by_context_length"].items()))
+    print(f"last word: {result['last_word_targets']} targets")
     print(f"<unknown> share of targets: {result['unknown_share_of_targets']:.2%}")
     print("| kind of target | share | loss |\n|---|---|---|")
     for name, values in result["by_kind"].items():
