@@ -103,7 +103,7 @@ def evaluate(
     kinds = target_kinds(tokenizer, targets.view_as(losses))
     last_word = (
         losses[:, -1]
-        if last_word_stride is None
+        if last_word_stride in (None, block)  # the windows above already
         else window_losses(net, tokens, block, batch_size, last_word_stride)[:, -1]
     )
     return {
