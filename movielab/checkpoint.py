@@ -41,6 +41,16 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return checkpoint
 
 
+def require_same_data(checkpoint: dict[str, Any], option: str, fingerprint: str) -> None:
+    """Token ids (hence embeddings, optimizer moments) mean nothing on other data or tokenization."""
+    previous = checkpoint[SECTION]["data_fingerprint"]
+    if previous != fingerprint:
+        raise MovielabError(
+            f"{option} was trained on other data or tokenization (fingerprint {previous}, now "
+            f"{fingerprint}); use the same data.* options as its run"
+        )
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint I/O, with an atomic local write and weights-only loading on resume."""
 

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from movielab import CONFIG_DIR
 from movielab import resolvers as _resolvers  # noqa: F401 (registers ${steps_for_tokens:...}, ${mul:...})
 from movielab.callbacks import ResumableRandomState
-from movielab.checkpoint import SECTION, AtomicCheckpointIO, RunDescription, read_checkpoint
+from movielab.checkpoint import AtomicCheckpointIO, RunDescription, read_checkpoint, require_same_data
 from movielab.errors import MovielabError, user_errors_reported
 
 log = logging.getLogger(__name__)
@@ -29,21 +29,11 @@ def _instantiate_all(group: DictConfig | None) -> list[Any]:
     return [instantiate(node) for node in (group or {}).values() if node is not None and "_target_" in node]
 
 
-def _require_same_data(checkpoint: dict[str, Any], option: str, fingerprint: str) -> None:
-    """Token ids (hence embeddings, optimizer moments) mean nothing on other data or tokenization."""
-    previous = checkpoint[SECTION]["data_fingerprint"]
-    if previous != fingerprint:
-        raise MovielabError(
-            f"{option} was trained on other data or tokenization (fingerprint {previous}, now "
-            f"{fingerprint}); use the same data.* options as its run"
-        )
-
-
 def _start_from_weights(model: L.LightningModule, path: str, fingerprint: str) -> None:
     """`init_from=PATH`: a new phase from a checkpoint's weights (fresh optimizer, schedule and step
     count), e.g. a decaying learning rate after a constant one; same data and tokenizer only."""
     checkpoint = read_checkpoint(path)
-    _require_same_data(checkpoint, f"init_from={path}", fingerprint)
+    require_same_data(checkpoint, f"init_from={path}", fingerprint)
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:  # torch lists every mismatch, one per line: name one
@@ -84,7 +74,7 @@ def train(cfg: DictConfig) -> float | None:
         cfg.vocab_size = data.tokenizer.vocab_size
         cfg.genre_vocabulary = list(datamodule.genre_vocabulary.names)
     if cfg.ckpt_path:
-        _require_same_data(read_checkpoint(cfg.ckpt_path), f"ckpt_path={cfg.ckpt_path}", data.fingerprint)
+        require_same_data(read_checkpoint(cfg.ckpt_path), f"ckpt_path={cfg.ckpt_path}", data.fingerprint)
 
     model = instantiate(cfg.model)
     if cfg.get("init_from"):

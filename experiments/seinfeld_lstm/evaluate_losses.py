@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 
-from movielab.checkpoint import SECTION, load_run, read_checkpoint
+from movielab.checkpoint import load_run, read_checkpoint, require_same_data
+from movielab.errors import user_errors_reported
 
 
 def window_losses(
@@ -91,9 +92,7 @@ def evaluate(
     run = load_run(ckpt)
     datamodule = instantiate(run.config.data)
     data = datamodule.prepare()
-    trained_on = read_checkpoint(ckpt)[SECTION]["data_fingerprint"]
-    if data.fingerprint != trained_on:
-        raise SystemExit(f"the data now prepared ({data.fingerprint}) is not what {ckpt} trained on")
+    require_same_data(read_checkpoint(ckpt), str(ckpt), data.fingerprint)
     net = run.module.net.eval()
     block = int(run.config.model.net.config.block_size)
     tokens = torch.from_numpy(getattr(data, split).tokens[:max_tokens].astype("int64"))
@@ -139,15 +138,16 @@ def main() -> None:
     parser.add_argument("--last-word-stride", type=int, help="last word of windows starting every N words")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args()
-    result = evaluate(
-        args.ckpt,
-        args.batch_size,
-        args.streams,
-        args.segment,
-        args.split,
-        args.max_tokens,
-        args.last_word_stride,
-    )
+    with user_errors_reported():
+        result = evaluate(
+            args.ckpt,
+            args.batch_size,
+            args.streams,
+            args.segment,
+            args.split,
+            args.max_tokens,
+            args.last_word_stride,
+        )
     print(f"| loss definition ({args.split}, {result['tokens']} words) | loss | perplexity |\n|---|---|---|")
     for name in ("all_positions", "last_word", "carried_state"):
         print(f"| {name.replace('_', ' ')} | {result[name]:.3f} | {math.exp(result[name]):.1f} |")
