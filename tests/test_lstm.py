@@ -45,14 +45,17 @@ TINY_LSTM = [
 SCRIPT_TEMPLATE = Template("{text}\n\n", stop=None)
 
 
-def tiny_lstm(vocab_size: int = 50, n_layer: int = 2) -> LSTM:
+def tiny_lstm(vocab_size: int = 50, n_layer: int = 2, tie_weights: bool = False) -> LSTM:
     torch.manual_seed(0)
-    return LSTM(LSTMConfig(vocab_size, embedding_dim=16, hidden_dim=24, n_layer=n_layer, dropout=0.3)).eval()
+    config = LSTMConfig(
+        vocab_size, embedding_dim=16, hidden_dim=24, n_layer=n_layer, dropout=0.3, tie_weights=tie_weights
+    )
+    return LSTM(config).eval()
 
 
-@pytest.mark.parametrize("n_layer", [1, 3])
-def test_carried_state_decoding_gives_the_logits_of_a_full_forward(n_layer):
-    net = tiny_lstm(n_layer=n_layer)
+@pytest.mark.parametrize(("n_layer", "tie_weights"), [(1, False), (3, False), (2, True)])
+def test_carried_state_decoding_gives_the_logits_of_a_full_forward(n_layer, tie_weights):
+    net = tiny_lstm(n_layer=n_layer, tie_weights=tie_weights)
     idx = torch.randint(0, 50, (3, 17), generator=torch.Generator().manual_seed(1))
     full = net(idx)
     net.begin_decoding(3)
@@ -71,6 +74,56 @@ def test_sampling_with_the_carried_state_matches_re_running_the_sequence():
         runs.append(generate_tokens(net, prompt, settings, generator=torch.Generator().manual_seed(7)))
     assert runs[0].shape == (2, 25)
     assert torch.equal(runs[0], runs[1])
+
+
+def _train_on_a_cycle_of_40_words(module: CausalLanguageModel) -> tuple[list[float], torch.Tensor]:
+    """30 steps on random 10-word windows of 0, 1, ..., 39, 0, 1, ... (every next word predictable):
+    the loss of each step, and how many targets the last one scored."""
+    tokens = torch.arange(400) % 40
+    optimizer = module.configure_optimizers()
+    losses = []
+    for step in range(30):
+        starts = torch.randint(0, 389, (16, 1), generator=torch.Generator().manual_seed(step))
+        windows = tokens[starts + torch.arange(11)]
+        loss, scored = module._loss({"inputs": windows[:, :-1], "targets": windows[:, 1:]})
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses, scored
+
+
+def test_tied_weights_share_the_embedding_through_training_and_a_checkpoint(tmp_path):
+    net, untied = tiny_lstm(tie_weights=True), tiny_lstm()
+    assert net.head.weight is net.embedding.weight
+    assert net.projection.weight.shape == (16, 24)  # LSTM output (24) down to the embedding size (16)
+    n_params = sum(p.numel() for p in net.parameters())
+    assert n_params == sum(p.numel() for p in untied.parameters()) - 50 * 24 + (24 * 16 + 16)
+    net.train()
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+    idx = torch.randint(0, 50, (4, 9), generator=torch.Generator().manual_seed(0))
+    before = net.embedding.weight.detach().clone()
+    for _ in range(3):
+        loss = F.cross_entropy(net(idx[:, :-1]).flatten(0, 1), idx[:, 1:].flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert not torch.equal(before, net.embedding.weight)
+    assert net.head.weight is net.embedding.weight
+    torch.save(net.state_dict(), tmp_path / "net.pt")
+    loaded = tiny_lstm(tie_weights=True)
+    loaded.load_state_dict(torch.load(tmp_path / "net.pt", weights_only=True))
+    assert loaded.head.weight is loaded.embedding.weight
+    torch.testing.assert_close(loaded.eval()(idx), net.eval()(idx))
+
+
+def test_a_tied_lstm_composed_from_the_config_learns(tmp_path):
+    cfg = compose_config(tmp_path, [*TINY_LSTM, "model.net.config.tie_weights=true", "vocab_size=40"])
+    module = instantiate(cfg.model)
+    assert module.net.head.weight is module.net.embedding.weight
+    losses, _ = _train_on_a_cycle_of_40_words(module)
+    assert losses[0] > math.log(40) - 0.5  # the uniform embedding init starts near uniform guessing
+    assert losses[-1] < losses[0] - 1.0
 
 
 def _module(loss_on: str) -> CausalLanguageModel:
@@ -129,17 +182,7 @@ def test_reference_mode_is_a_config_option_and_learns(tmp_path):
     cfg = compose_config(tmp_path, [*TINY_LSTM, "model.loss_on=last", "vocab_size=40"])
     module = instantiate(cfg.model)
     assert module.loss_on == "last"
-    tokens = torch.arange(400) % 40  # a sequence the last word of each window is predictable in
-    optimizer = module.configure_optimizers()
-    losses = []
-    for step in range(30):
-        starts = torch.randint(0, 389, (16, 1), generator=torch.Generator().manual_seed(step))
-        windows = tokens[starts + torch.arange(11)]
-        loss, scored = module._loss({"inputs": windows[:, :-1], "targets": windows[:, 1:]})
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses, scored = _train_on_a_cycle_of_40_words(module)
     assert scored == 16
     assert losses[0] > math.log(40) - 0.5 and losses[-1] < losses[0] - 1.0
 

@@ -28,6 +28,7 @@ class LSTMConfig:
     hidden_dim: int = 256
     n_layer: int = 2
     dropout: float = 0.5
+    tie_weights: bool = False
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "embedding_dim", "hidden_dim", "n_layer"):
@@ -39,7 +40,13 @@ class LSTMConfig:
 
 class LSTM(nn.Module):
     """(batch, time) token ids -> (batch, time, vocab) logits; dropout between the LSTM layers and
-    before the output layer, as in the reference."""
+    before the output layer, as in the reference.
+
+    `tie_weights` shares the embedding matrix with the output layer (Press & Wolf 2017, Inan et al.
+    2017): a word's input and output vectors are learned from both its contexts and its uses, which
+    regularises a word model trained on a corpus of a million words. When the LSTM is wider than the
+    embedding, a linear projection maps its output down to the embedding size first.
+    """
 
     max_context: int | None = None  # the state summarises any length of history
 
@@ -55,13 +62,23 @@ class LSTM(nn.Module):
             batch_first=True,
         )
         self.dropout = nn.Dropout(config.dropout)
-        self.head = nn.Linear(config.hidden_dim, config.vocab_size)
+        needs_projection = config.tie_weights and config.hidden_dim != config.embedding_dim
+        self.projection = (
+            nn.Linear(config.hidden_dim, config.embedding_dim) if needs_projection else nn.Identity()
+        )
+        head_inputs = config.embedding_dim if config.tie_weights else config.hidden_dim
+        self.head = nn.Linear(head_inputs, config.vocab_size)
+        if config.tie_weights:
+            # as PyTorch's word_language_model example: N(0, 1) embeddings would make the tied
+            # output layer's first logits tens of nats apart
+            nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+            self.head.weight = self.embedding.weight
         self._state: State | None = None
 
     def run(self, idx: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """Logits for every position, and the state after the last one (None = zeros)."""
         outputs, state = self.lstm(self.embedding(idx), state)
-        return self.head(self.dropout(outputs)), state
+        return self.head(self.projection(self.dropout(outputs))), state
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         return self.run(idx)[0]
