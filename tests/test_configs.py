@@ -53,3 +53,13 @@ def test_cli_prints_composed_config():
     assert result.returncode == 0, result.stderr
     assert "n_layer: 3" in result.stdout
     assert "movielab.models.gpt.GPT" in result.stdout
+
+
+def test_seinfeld_lstm_tied_is_the_reference_model_tied_on_40_word_windows(tmp_path):
+    cfg = compose_config(tmp_path, ["experiment=seinfeld_lstm_tied", "vocab_size=100"])
+    config = cfg.model.net.config
+    assert (config.embedding_dim, config.hidden_dim, config.n_layer, config.block_size) == (400, 512, 2, 40)
+    assert cfg.data.batching.block_size == 40
+    assert cfg.data.batching.batch_size * config.block_size == 256 * 10  # the reference's words per step
+    net = instantiate(cfg.model.net)
+    assert net.head.weight is net.embedding.weight
