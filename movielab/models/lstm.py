@@ -44,8 +44,8 @@ class LSTM(nn.Module):
 
     `tie_weights` shares the embedding matrix with the output layer (Press & Wolf 2017, Inan et al.
     2017): a word's input and output vectors are learned from both its contexts and its uses, which
-    regularises a word model trained on a corpus of a million words. When the LSTM is wider than the
-    embedding, a linear projection maps its output down to the embedding size first.
+    regularises a word model trained on a corpus of a million words. When the LSTM's width is not
+    the embedding's, a linear projection maps its output to the embedding size first.
     """
 
     max_context: int | None = None  # the state summarises any length of history
