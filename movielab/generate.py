@@ -49,15 +49,25 @@ def pick_device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
-def save_samples(run_dir: Path, header: str, texts: list[str]) -> Path:
+def sample_titles(texts: list[str], cut_off_note: str) -> list[str]:
+    """`sample 2`, or `sample 2 (cut off: ...)` for one that ran out of tokens before its stop."""
+    unfinished = set(getattr(texts, "unfinished", ()))
+    return [
+        f"sample {i}" + (f" ({cut_off_note})" if i - 1 in unfinished else "")
+        for i in range(1, len(texts) + 1)
+    ]
+
+
+def save_samples(run_dir: Path, header: str, texts: list[str], titles: list[str] | None = None) -> Path:
     """A new file under <run>/samples/: never overwrites samples saved before."""
-    body = header + "".join(f"\n=== sample {i} ===\n{text}\n" for i, text in enumerate(texts, 1))
+    titles = titles or sample_titles(texts, "cut off")
+    body = header + "".join(f"\n=== {title} ===\n{text}\n" for title, text in zip(titles, texts, strict=True))
     return write_new_text(run_dir / "samples", datetime.now().strftime("%Y-%m-%d_%H-%M-%S"), ".txt", body)
 
 
-def show(console: Console, texts: list[str], typewriter: bool, delay: float) -> None:
-    for i, text in enumerate(texts, 1):
-        console.rule(f"sample {i}")
+def show(console: Console, texts: list[str], titles: list[str], typewriter: bool, delay: float) -> None:
+    for title, text in zip(titles, texts, strict=True):
+        console.rule(title)
         if not typewriter:
             console.print(text, markup=False, highlight=False, soft_wrap=True)
             continue
@@ -90,15 +100,23 @@ def generate(cfg: DictConfig) -> list[str]:
     texts = run.module.generate_text(
         run.tokenizer, template, cfg.num_samples, settings, generator, reject=reject, **prompt
     )
+    cut_off_note = f"cut off: max_new_tokens={settings.max_new_tokens} reached before {template.stop}"
+    titles = sample_titles(texts, cut_off_note)
     console = Console()
-    show(console, texts, cfg.typewriter, cfg.typewriter_delay)
+    show(console, texts, titles, cfg.typewriter, cfg.typewriter_delay)
+    unfinished = getattr(texts, "unfinished", ())
+    if unfinished:
+        print(
+            f"{len(unfinished)} of {len(texts)} samples reached max_new_tokens={settings.max_new_tokens} "
+            f"before {template.stop}; a larger max_new_tokens lets them finish"
+        )
     if cfg.save:
         header = (
             f"# ckpt={run.path} {' '.join(f'{k}={v!r}' for k, v in prompt.items())} seed={seed} "
             f"temperature={settings.temperature} "
             f"top_k={settings.top_k} top_p={settings.top_p} max_new_tokens={settings.max_new_tokens}\n"
         )
-        saved = save_samples(run.run_dir, header, texts)
+        saved = save_samples(run.run_dir, header, texts, titles)
         print(f"saved {len(texts)} samples to {saved} (seed={seed})")
     return texts
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -44,6 +45,15 @@ class SamplingSettings:
         """These settings with the tokenizer's `<unknown>` banned, if it has one: never worth writing."""
         unknown_id = getattr(tokenizer, "unknown_id", None)
         return self if unknown_id is None else replace(self, banned=(*self.banned, unknown_id))
+
+
+class GeneratedTexts(list):
+    """Samples in order, plus `unfinished`: the indices of those that used up max_new_tokens before
+    writing the template's stop, so the caller can say they are cut off, not complete."""
+
+    def __init__(self, texts: Iterable[str], unfinished: Iterable[int] = ()) -> None:
+        super().__init__(texts)
+        self.unfinished = tuple(sorted(unfinished))
 
 
 def filter_logits(logits: torch.Tensor, settings: SamplingSettings) -> torch.Tensor:

@@ -15,6 +15,7 @@ from movielab.data.templates import Template
 from movielab.evaluation.generated_text import FieldReader, GenreJudge, ReferenceTexts, text_metrics
 from movielab.evaluation.sample_files import read_sample_file
 from movielab.generate import save_samples
+from movielab.sampling import GeneratedTexts
 
 TEMPLATE = Template("{title}\n{description}\nEND_OF_MOVIE\n", stop="END_OF_MOVIE")
 
@@ -84,9 +85,10 @@ def test_genre_recognition_by_hand():
 def test_sample_files_in_generate_format_and_one_per_line(tmp_path):
     texts = ["The Cellar\nA family moves in.\n\nThey leave.", "Orbit\nA pilot."]
     header = "# ckpt=/runs/x/last.ckpt title='The Cellar' genres=['horror', 'science fiction'] seed=3\n"
-    path = save_samples(tmp_path, header, texts)
+    path = save_samples(tmp_path, header, GeneratedTexts(texts, unfinished=[1]))
+    assert "=== sample 1 ===\n" in path.read_text() and "=== sample 2 (cut off) ===\n" in path.read_text()
     sample_file = read_sample_file(path)
-    assert sample_file.samples == texts
+    assert sample_file.samples == texts  # the cut-off note stays in the marker, out of the sample
     assert sample_file.ckpt == "/runs/x/last.ckpt"
     assert sample_file.genres == ["horror", "science fiction"]
     plain = tmp_path / "plain.txt"

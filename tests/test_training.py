@@ -11,9 +11,13 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from movielab.checkpoint import SECTION, read_checkpoint
+from movielab.checkpoint import SECTION, load_run, read_checkpoint
+from movielab.data.templates import Template
 from movielab.data.tokenizers import tokenizer_from_state
+from movielab.evaluation.sample_files import read_sample_file
 from movielab.generate import generate
+from movielab.models import language_model
+from movielab.sampling import SamplingSettings
 from movielab.train import train
 from tests.conftest import TINY, compose_config
 
@@ -124,6 +128,32 @@ def test_generate_without_title_invents_one(trained_run, tmp_path):
     texts = generate(cfg)
     assert all(t.startswith("The description of the movie named '") for t in texts)
     assert all(len(t) > len("The description of the movie named '") for t in texts)
+
+
+def test_generate_says_which_samples_were_cut_off_before_the_stop(trained_run, tmp_path, capsys):
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    before = set((trained_run / "samples").glob("*.txt"))
+    short = ["title=The Last Lighthouse", "num_samples=3", "seed=0", f"ckpt={ckpt}"]
+    texts = generate(compose_config(tmp_path, [*short, "max_new_tokens=5"], config_name="generate"))
+    assert texts.unfinished == (0, 1, 2)  # 5 characters cannot reach END_OF_MOVIE
+    out = capsys.readouterr().out
+    assert "3 of 3 samples reached max_new_tokens=5 before END_OF_MOVIE" in out
+    (saved,) = set((trained_run / "samples").glob("*.txt")) - before
+    assert "=== sample 2 (cut off: max_new_tokens=5 reached before END_OF_MOVIE) ===" in saved.read_text()
+    assert read_sample_file(saved).samples == list(texts)
+
+
+def test_only_samples_without_the_stop_count_as_cut_off(trained_run, monkeypatch):
+    run = load_run(trained_run / "checkpoints" / "last.ckpt")
+    template = Template(run.config.data.template.text, stop="END_OF_MOVIE")
+    ends = " A storm.\nEND_OF_MOVIE\nThe"
+    runs_on = (" and on" * 10)[: len(ends)]  # characters: one token each, as long as `ends`
+    written = torch.tensor([run.tokenizer.encode(text).tolist() for text in (runs_on, ends, runs_on)])
+    monkeypatch.setattr(language_model, "generate_tokens", lambda *args: written)
+    texts = run.module.generate_text(run.tokenizer, template, 3, SamplingSettings(), title="Up")
+    assert texts.unfinished == (0, 2)
+    assert texts[1].endswith("is:\n A storm.")  # cut where the model wrote the stop
+    assert texts[0].endswith(runs_on.rstrip())
 
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 from movielab.data.readers.lines import iter_text_lines
 from movielab.errors import MovielabError
 
-SAMPLE_MARKER = re.compile(r"^=== sample \d+ ===$")
+SAMPLE_MARKER = re.compile(r"^=== sample \d+( \(.*\))? ===$")  # (...): e.g. cut off
 HEADER_CKPT = re.compile(r"^# ckpt=(\S+)")
 HEADER_GENRES = re.compile(r"\bgenres=(\[[^\]]*\]|'[^']*'|\"[^\"]*\")")
 

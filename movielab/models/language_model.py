@@ -16,7 +16,7 @@ from movielab.data.tokenizers import Tokenizer
 from movielab.errors import MovielabError
 from movielab.models.conditioning import ConditionEncoder, PrefixedDecoder
 from movielab.optim import optimizer_and_schedule
-from movielab.sampling import SamplingSettings, generate_tokens
+from movielab.sampling import GeneratedTexts, SamplingSettings, generate_tokens
 
 
 class CausalLanguageModel(L.LightningModule):
@@ -118,7 +118,7 @@ class CausalLanguageModel(L.LightningModule):
         reject: Callable[[str], bool] | None = None,
         max_rounds: int = 10,
         **fields: object,
-    ) -> list[str]:
+    ) -> GeneratedTexts:
         """Fill the template's prompt with `fields`, sample in one batch, cut each sample at the stop.
 
         `prime` is text the generated part starts with (e.g. prime="jerry:" for a script model);
@@ -152,27 +152,34 @@ class CausalLanguageModel(L.LightningModule):
         try:
             prefix = self.condition_prefix(values) if self.conditions else None
             texts: list[str] = [""] * num_samples
+            unfinished: set[int] = set()
             rows = list(range(num_samples))
             for _ in range(max_rounds + 1):
                 decoder = self.net if prefix is None else PrefixedDecoder(self.net, prefix[rows])
                 new = generate_tokens(decoder, prompt_ids.expand(len(rows), -1), settings, stop, generator)
                 for row, ids in zip(rows, new.tolist(), strict=True):
-                    texts[row] = self._completed_text(tokenizer, template, context, prompt_text, ids)
+                    texts[row], stopped = self._completed_text(tokenizer, template, context, prompt_text, ids)
+                    if template.stop and not stopped:
+                        unfinished.add(row)
+                    else:
+                        unfinished.discard(row)  # a redrawn sample that now ends properly
                 rows = [row for row in rows if reject is not None and reject(texts[row])]
                 if not rows:
                     break
         finally:
             self.train(was_training)
-        return texts
+        return GeneratedTexts(texts, unfinished)
 
     @staticmethod
     def _completed_text(
         tokenizer: Tokenizer, template: Template, context: np.ndarray, prompt_text: str, ids: list[int]
-    ) -> str:
+    ) -> tuple[str, bool]:
+        """The prompt and the sample cut at the template's stop, and whether the stop was written."""
         shown = tokenizer.decode(context)
         # decoded after the prompt, so a word tokenizer puts the space between them
         whole = tokenizer.decode([*context.tolist(), *ids])
         completion = whole[len(shown) :] if whole.startswith(shown) else tokenizer.decode(ids)
-        if template.stop and template.stop in completion:
+        stopped = bool(template.stop) and template.stop in completion
+        if stopped:
             completion = completion[: completion.index(template.stop)]
-        return prompt_text + completion.rstrip()
+        return prompt_text + completion.rstrip(), stopped
