@@ -49,8 +49,9 @@ def title_prompt(batch: int) -> torch.Tensor:
 
 def tokens_per_second(model: GPT, batch: int, use_cache: bool, new_tokens: int) -> float:
     settings = SamplingSettings(temperature=1.0, max_new_tokens=new_tokens, use_cache=use_cache)
+    prompt = title_prompt(batch)
     start = time.perf_counter()
-    out = generate_tokens(model, title_prompt(batch), settings, generator=torch.Generator().manual_seed(2))
+    out = generate_tokens(model, prompt, settings, generator=torch.Generator().manual_seed(2))
     elapsed = time.perf_counter() - start
     assert out.shape == (batch, new_tokens)
     return batch * new_tokens / elapsed

@@ -19,7 +19,7 @@ from movielab.checkpoint import load_run
 from movielab.errors import MovielabError, user_errors_reported
 from movielab.evaluation import load_training_index
 from movielab.files import write_new_text
-from movielab.sampling import SamplingSettings
+from movielab.sampling import GeneratedTexts, SamplingSettings
 
 # options whose values are free text: quoted for Hydra so titles may hold apostrophes and commas
 FREE_TEXT_OPTIONS = ("title", "prime", "text")
@@ -50,8 +50,9 @@ def pick_device(name: str) -> torch.device:
 
 
 def sample_titles(texts: list[str], cut_off_note: str) -> list[str]:
-    """`sample 2`, or `sample 2 (cut off: ...)` for one that ran out of tokens before its stop."""
-    unfinished = set(getattr(texts, "unfinished", ()))
+    """`sample 2`, or `sample 2 (cut off: ...)` for one that ran out of tokens before its stop
+    (known for GeneratedTexts; any other list of samples, e.g. an evaluation's, has none)."""
+    unfinished = getattr(texts, "unfinished", ())
     return [
         f"sample {i}" + (f" ({cut_off_note})" if i - 1 in unfinished else "")
         for i in range(1, len(texts) + 1)
@@ -78,7 +79,7 @@ def show(console: Console, texts: list[str], titles: list[str], typewriter: bool
         sys.stdout.write("\n")
 
 
-def generate(cfg: DictConfig) -> list[str]:
+def generate(cfg: DictConfig) -> GeneratedTexts:
     settings = SamplingSettings(
         temperature=cfg.temperature,
         top_k=cfg.top_k,
@@ -104,11 +105,11 @@ def generate(cfg: DictConfig) -> list[str]:
     titles = sample_titles(texts, cut_off_note)
     console = Console()
     show(console, texts, titles, cfg.typewriter, cfg.typewriter_delay)
-    unfinished = getattr(texts, "unfinished", ())
-    if unfinished:
+    if texts.unfinished:
         print(
-            f"{len(unfinished)} of {len(texts)} samples reached max_new_tokens={settings.max_new_tokens} "
-            f"before {template.stop}; a larger max_new_tokens lets them finish"
+            f"{len(texts.unfinished)} of {len(texts)} samples reached "
+            f"max_new_tokens={settings.max_new_tokens} before {template.stop}; "
+            "a larger max_new_tokens lets them finish"
         )
     if cfg.save:
         header = (

@@ -28,7 +28,7 @@ from movielab.data.templates import Template
 from movielab.data.tokenizers import Tokenizer
 from movielab.errors import MovielabError
 from movielab.models.text_gan import ChooseNext, TextGAN
-from movielab.sampling import SamplingSettings, sample_next
+from movielab.sampling import GeneratedTexts, SamplingSettings, sample_next
 
 FEEDBACKS = ("soft", "gumbel")
 # purposes of seeded noise, so no two uses of one cycle or batch share random numbers
@@ -355,7 +355,7 @@ class TextGANModule(L.LightningModule):
         settings: SamplingSettings,
         generator: torch.Generator | None = None,
         **fields: object,
-    ) -> list[str]:
+    ) -> GeneratedTexts:
         """Sentences from noise, through the training path (`rollout` with the training feedback).
 
         With soft feedback the written token at each position is drawn from that position's
@@ -383,7 +383,8 @@ class TextGANModule(L.LightningModule):
                 tokens = chosen.argmax(dim=-1)
         finally:
             self.train(was_training)
-        return [self.ids_to_text(tokenizer, row) for row in tokens.tolist()]
+        # sentences end at <end> or max_length: none is ever cut off before a stop
+        return GeneratedTexts(self.ids_to_text(tokenizer, row) for row in tokens.tolist())
 
     def _sampled_one_hot(self, settings: SamplingSettings, generator: torch.Generator | None) -> ChooseNext:
         def choose(logits: torch.Tensor) -> torch.Tensor:
