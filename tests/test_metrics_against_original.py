@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 
 import pytest
 
-from movielab.metrics import ReferenceSet, bleu, distinct_n, ngram_novelty, ngrams, self_bleu
+from movielab.metrics import KnownNgrams, ReferenceSet, bleu, distinct_n, ngram_novelty, ngrams, self_bleu
 
 EPSILON = 0.1
 TOLERANCE = 1e-12
@@ -208,9 +208,30 @@ def test_bleu_equals_the_original_on_random_inputs(seed):
 def test_ngrams_distinct_n_and_ngram_novelty_equal_the_original():
     rng = random.Random(7)
     samples = random_texts(rng, 30, 6, 12)
+    # the training texts in mixed case and spacing, which novelty ignores
     training = random_texts(rng, 50, 8, 12)
+    training = [t.upper().replace(" ", "  \t") if i % 3 else t for i, t in enumerate(training)]
+    novelties = set()
     for n in [1, 2, 3, 4]:
         for text in samples[:5]:
             assert ngrams(text.split(), n) == original_ngrams(text.split(), n)
         assert distinct_n(samples, n) == original_distinct_n(samples, n)
-        assert ngram_novelty(samples, training, n=n) == original_ngram_novelty(samples, training, n=n)
+        expected = original_ngram_novelty(samples, training, n=n)
+        assert ngram_novelty(samples, training, n=n) == expected
+        novelties.add(expected)
+    assert len(novelties) == 3 and max(novelties) < 1  # 0 for unigrams (all words are known)
+
+
+def test_prebuilt_reference_and_training_sets_score_many_sample_sets_as_the_originals():
+    rng = random.Random(11)
+    references, training = random_texts(rng, 40, 7, 12), random_texts(rng, 60, 7, 12)
+    reference_set, known = ReferenceSet(references, max_n=3), KnownNgrams(training, n=3)
+    for _ in range(5):
+        samples = random_texts(rng, rng.randint(0, 15), 9, 12)
+        assert reference_set.bleu(samples) == pytest.approx(
+            original_bleu(samples, references, n=3), abs=TOLERANCE, rel=0
+        )
+        assert reference_set.bleu(samples, 2) == pytest.approx(
+            original_bleu(samples, references, n=2), abs=TOLERANCE, rel=0
+        )
+        assert known.novelty(samples) == original_ngram_novelty(samples, training, n=3)
