@@ -24,9 +24,12 @@ import torch
 from omegaconf import OmegaConf
 
 from movielab import CONFIG_DIR
-from movielab.data.templates import Template
+from movielab.data.templates import DESCRIPTION_TEMPLATE, Template
+from movielab.data.tokenizers import CharTokenizer
+from movielab.generation import generate_texts, requests_for
 from movielab.models.gpt import GPT, GPTConfig
-from movielab.sampling import SamplingSettings, generate_tokens
+from movielab.models.language_sampler import LanguageModelSampler
+from movielab.sampling import SamplingSettings
 
 VOCAB_SIZE = 128
 TITLE = "The Last Lighthouse"
@@ -39,21 +42,25 @@ def build_model() -> GPT:
     return GPT(config).eval()
 
 
-def title_prompt(batch: int) -> torch.Tensor:
-    """The description template's prompt for TITLE, one id per character (the weights are random,
-    so only the prompt's length matters)."""
-    text = Template().prompt(title=TITLE)
-    ids = torch.tensor([ord(char) % VOCAB_SIZE for char in text])
-    return ids.expand(batch, -1)
+def sampler_for(model: GPT) -> LanguageModelSampler:
+    """What `generate` runs: the description template's prompt for TITLE, through the one
+    generation API. The weights are random, so there is no stop: every row writes all its tokens."""
+    tokenizer = CharTokenizer([chr(c) for c in range(1, VOCAB_SIZE)])
+    return LanguageModelSampler(model, {}, tokenizer, Template(DESCRIPTION_TEMPLATE, stop=None))
 
 
-def tokens_per_second(model: GPT, batch: int, use_cache: bool, new_tokens: int) -> float:
-    settings = SamplingSettings(temperature=1.0, max_new_tokens=new_tokens, use_cache=use_cache)
-    prompt = title_prompt(batch)
+def prompt_length() -> int:
+    return len(Template().prompt(title=TITLE))
+
+
+def tokens_per_second(sampler: LanguageModelSampler, batch: int, use_cache: bool, new_tokens: int) -> float:
+    settings = SamplingSettings(temperature=1.0, max_new_tokens=new_tokens)
+    requests = requests_for({"title": TITLE}, settings, seed=2, count=batch)
     start = time.perf_counter()
-    out = generate_tokens(model, prompt, settings, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        results = generate_texts(sampler, requests, use_cache=use_cache, max_batch=batch)
     elapsed = time.perf_counter() - start
-    assert out.shape == (batch, new_tokens)
+    assert all(r.new_tokens == new_tokens for r in results)
     return batch * new_tokens / elapsed
 
 
@@ -68,19 +75,21 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     scenarios = [(1, DEFAULT_NEW_TOKENS), (1, 240), (1, 60), (32, 120)]  # (batch size, new tokens)
     model = build_model()
+    sampler = sampler_for(model)
     settings = [(batch, new, cache) for batch, new in scenarios for cache in (True, False)]
     print(
-        f"GPT with {model.num_parameters() / 1e6:.1f}M parameters (6 layers, 384 wide, context 256), "
+        f"GPT with {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters "
+        "(6 layers, 384 wide, context 256), "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"prompt: the {title_prompt(1).size(1)}-character description prompt for {TITLE!r}"
+        f"prompt: the {prompt_length()}-character description prompt for {TITLE!r}"
     )
     for batch, _, cache in settings:  # warm-up
-        tokens_per_second(model, batch, cache, 8)
+        tokens_per_second(sampler, batch, cache, 8)
     results: dict[tuple[int, int, bool], list[float]] = {s: [] for s in settings}
     started = time.perf_counter()
     for repeat in range(args.repeats):
         for batch, new, cache in settings:
-            results[(batch, new, cache)].append(tokens_per_second(model, batch, cache, new))
+            results[(batch, new, cache)].append(tokens_per_second(sampler, batch, cache, new))
         print(f"repeat {repeat + 1}/{args.repeats} done ({time.perf_counter() - started:.0f} s)", flush=True)
     print("\n| batch | new tokens | KV cache | tokens/s (median) | runs |")
     print("|---|---|---|---|---|")

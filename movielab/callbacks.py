@@ -9,6 +9,8 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from movielab.generation import TrainsTextWriter, generate_texts, requests_for
+from movielab.models.modes import evaluating
 from movielab.sampling import SamplingSettings
 
 log = logging.getLogger(__name__)
@@ -17,7 +19,8 @@ log = logging.getLogger(__name__)
 class TextSamples(L.Callback):
     """After each validation, sample a few texts and add them to TensorBoard's Text tab.
 
-    Uses its own seeded generator, so logging samples never changes the training run's randomness.
+    Every sample has its own seed (seed, seed + 1, ...), so logging samples never changes the
+    training run's randomness, and the samples of two validations differ only by the weights.
     """
 
     def __init__(
@@ -38,22 +41,21 @@ class TextSamples(L.Callback):
         self.prompt = dict(prompt or {})
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero or not hasattr(pl_module, "generate_text"):
+        if (
+            trainer.sanity_checking
+            or not trainer.is_global_zero
+            or not isinstance(pl_module, TrainsTextWriter)
+        ):
             return
         loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
         if not loggers:
             return
         datamodule = trainer.datamodule
-        generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
-        texts = pl_module.generate_text(
-            datamodule.tokenizer,
-            datamodule.template,
-            self.num_samples,
-            self.settings,
-            generator,
-            **self.prompt,
-        )
-        markdown = "\n\n---\n\n".join(f"```\n{text}\n```" for text in texts)
+        sampler = pl_module.text_sampler(datamodule.tokenizer, datamodule.template)
+        requests = requests_for(self.prompt, self.settings, self.seed, self.num_samples)
+        with evaluating(pl_module):
+            results = generate_texts(sampler, requests, device=pl_module.device)
+        markdown = "\n\n---\n\n".join(f"```\n{result.text}\n```" for result in results)
         for logger in loggers:
             logger.experiment.add_text("samples", markdown, global_step=trainer.global_step)
 

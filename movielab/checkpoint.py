@@ -1,49 +1,112 @@
-"""Self-describing checkpoints: written atomically, read with weights_only=True, enough to sample from."""
+"""Self-describing checkpoints read as data: torch.load(weights_only=True), a digest checked, and
+the model rebuilt from its plain description through the registry, never from an import path.
+
+A checkpoint's `movielab` section holds the model spec (movielab.models.spec), the tokenizer's
+state, the template, a summary of the data, the training texts' fingerprints and a digest of the
+weights and the section; with the path alone, `load_model` gives back a model that can write text
+(or read genres). Checkpoints of format 1 (before 2026-12) named the classes to build; they are
+read by comparing those names with the classes that existed then (movielab.legacy_checkpoint).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
-from hydra.utils import instantiate
-from lightning.fabric.plugins import TorchCheckpointIO
-from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
+from movielab.data.templates import Template
 from movielab.data.tokenizers import Tokenizer, tokenizer_from_state
 from movielab.errors import MovielabError
-from movielab.files import atomic_output
+from movielab.generation import GeneratesText
+from movielab.legacy_checkpoint import upgrade_format_1
+from movielab.models.build import build_language_model, build_net
+from movielab.models.genre_predictor import GenrePredictor
+from movielab.models.language_sampler import LanguageModelSampler
+from movielab.models.registry import plain_data
+from movielab.models.spec import ModelSpec
+from movielab.models.text_gan_sampler import TextGANSampler
+from movielab.text_index import TextIndex
 
 SECTION = "movielab"
-FORMAT_VERSION = 1
-
-
-def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """torch.save, written whole or not at all (a crash never leaves half a checkpoint)."""
-    with atomic_output(path) as stream:
-        torch.save(obj, stream)
+FORMAT_VERSION = 2
+SECTION_FIELDS = {
+    "format_version",
+    "model",
+    "tokenizer",
+    "template",
+    "data",
+    "data_fingerprint",
+    "training_fingerprints",
+    "metrics",
+    "config",
+    "digest",
+}
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """torch.load with weights_only=True, and a one-line error for a missing or foreign file."""
+    """torch.load with weights_only=True, and a one-line error for a missing, foreign or damaged file."""
     path = Path(path)
     if not path.is_file():
-        raise MovielabError(f"checkpoint not found: {path}")
+        raise MovielabError(f"checkpoint not found: {path}" + (" (it is a folder)" if path.is_dir() else ""))
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for files that are not checkpoints
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MovielabError(f"{path} is not a movielab checkpoint (torch.load: {reason[:120]})") from exc
-    if not isinstance(checkpoint, dict) or SECTION not in checkpoint:
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get(SECTION), dict):
         raise MovielabError(f"{path} is not a movielab checkpoint (it has no '{SECTION}' section)")
+    if not isinstance(checkpoint.get("state_dict"), dict):
+        raise MovielabError(f"{path} is not a movielab checkpoint (it has no weights)")
     return checkpoint
+
+
+def digest(state_dict: Mapping[str, torch.Tensor], section: Mapping[str, Any]) -> str:
+    """sha256 of every weight (name, dtype, shape, bytes) and of the section without its digest."""
+    hasher = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name]
+        if not isinstance(tensor, torch.Tensor):
+            continue
+        tensor = tensor.detach().cpu().contiguous()
+        hasher.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        hasher.update(tensor.flatten().view(torch.uint8).numpy().tobytes())
+    described = {k: v for k, v in section.items() if k != "digest"}
+    fingerprints = described.pop("training_fingerprints", None)
+    if isinstance(fingerprints, torch.Tensor):
+        hasher.update(fingerprints.contiguous().view(torch.uint8).numpy().tobytes())
+    hasher.update(json.dumps(described, sort_keys=True, default=str).encode())
+    return hasher.hexdigest()
+
+
+def movielab_section(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """The checkpoint's section in the current format, its fields and digest checked."""
+    section = checkpoint[SECTION]
+    version = section.get("format_version")
+    if version == 1:
+        return upgrade_format_1(checkpoint, path)
+    if version != FORMAT_VERSION:
+        raise MovielabError(f"{path}: checkpoint format {version!r} is not one this movielab reads (1 or 2)")
+    unknown = sorted(set(section) - SECTION_FIELDS)
+    if unknown:
+        raise MovielabError(
+            f"{path}: the checkpoint's {SECTION} section has unknown field(s) {', '.join(unknown)}"
+        )
+    if section.get("digest") != digest(checkpoint["state_dict"], section):
+        raise MovielabError(
+            f"checkpoint is corrupt: {path} (its weights or description do not match their digest)"
+        )
+    return section
 
 
 def require_same_data(checkpoint: dict[str, Any], option: str, fingerprint: str) -> None:
     """Token ids (hence embeddings, optimizer moments) mean nothing on other data or tokenization."""
-    previous = checkpoint[SECTION]["data_fingerprint"]
+    previous = checkpoint[SECTION].get("data_fingerprint")
     if previous != fingerprint:
         raise MovielabError(
             f"{option} was trained on other data or tokenization (fingerprint {previous}, now "
@@ -51,51 +114,121 @@ def require_same_data(checkpoint: dict[str, Any], option: str, fingerprint: str)
         )
 
 
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint I/O, with an atomic local write and weights-only loading on resume."""
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        atomic_torch_save(checkpoint, path)
-
-    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict:
-        return read_checkpoint(path, map_location=map_location or "cpu")
-
-
-class RunDescription(L.Callback):
-    """Puts the resolved config, the tokenizer and the data fingerprint into every checkpoint."""
-
-    def __init__(self, config: dict[str, Any], tokenizer: Tokenizer, data_fingerprint: str) -> None:
-        self.description = {
-            "format_version": FORMAT_VERSION,
-            "config": config,
-            "tokenizer": tokenizer.to_state(),
-            "data_fingerprint": data_fingerprint,
-        }
-
-    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
-        checkpoint[SECTION] = self.description
+def load_weights(
+    module: nn.Module, state_dict: Mapping[str, torch.Tensor], prefix: str, path: str | Path
+) -> None:
+    """The weights under `prefix` into `module`, all of them and nothing else."""
+    weights = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    try:
+        result = module.load_state_dict(weights, strict=False)
+    except RuntimeError as error:  # shapes that differ: torch lists each on a line of its own
+        lines = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
+        detail = lines[0] if lines else str(error).splitlines()[0]
+        raise MovielabError(
+            f"{path}: the weights do not fit the model it describes ({detail[:160]})"
+        ) from None
+    problems = [
+        *(f"missing {k}" for k in result.missing_keys),
+        *(f"unexpected {k}" for k in result.unexpected_keys),
+    ]
+    if problems:
+        raise MovielabError(
+            f"{path}: the weights do not fit the model it describes ({', '.join(problems[:3])}"
+            + (f" and {len(problems) - 3} more" if len(problems) > 3 else "")
+            + ")"
+        )
 
 
 @dataclass
-class LoadedRun:
-    """A trained model with everything needed to sample from it."""
+class LoadedModel:
+    """A trained model with everything needed to use it: `sampler` for models that write text,
+    `predictor` for genre classifiers."""
 
     path: Path
-    config: DictConfig
+    spec: ModelSpec
     tokenizer: Tokenizer
-    module: L.LightningModule
+    template: Template
+    data: dict[str, Any]
+    metrics: dict[str, float]
+    step: int
+    parameters: int
+    config: dict[str, Any] = field(default_factory=dict)
+    training_index: TextIndex | None = None
+    sampler: GeneratesText | None = None
+    predictor: GenrePredictor | None = None
 
     @property
     def run_dir(self) -> Path:
         folder = self.path.resolve().parent
         return folder.parent if folder.name == "checkpoints" else folder
 
+    @property
+    def kind(self) -> str:
+        return self.spec.task
 
-def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
+    device: torch.device = torch.device("cpu")
+
+    def summary(self) -> dict[str, Any]:
+        """What a user wants to know before using it (the server's /v1/models)."""
+        return {
+            "kind": self.spec.task,
+            "net": self.spec.net.kind,
+            "parameters": self.parameters,
+            "step": self.step,
+            "metrics": self.metrics,
+            "data": self.data,
+            "conditions": sorted(self.spec.conditions),
+        }
+
+
+def _template(section: dict[str, Any], path: str | Path) -> Template:
+    data = plain_data(section.get("template"), "template")
+    if not isinstance(data, dict) or set(data) - {"text", "stop"} or not isinstance(data.get("text"), str):
+        raise MovielabError(f"{path}: the checkpoint's template is not {{text, stop}}")
+    return Template(text=data["text"], stop=data.get("stop"))
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """A checkpoint's model, built from its description and ready to use (eval mode, on `device`)."""
     checkpoint = read_checkpoint(path)
-    description = checkpoint[SECTION]
-    config = OmegaConf.create(description["config"])
-    module = instantiate(config.model)
-    module.load_state_dict(checkpoint["state_dict"])
-    module.to(device).eval()
-    return LoadedRun(Path(path), config, tokenizer_from_state(description["tokenizer"]), module)
+    section = movielab_section(checkpoint, path)
+    spec = ModelSpec.from_data(section["model"], "model")
+    tokenizer = tokenizer_from_state(plain_data(section["tokenizer"], "tokenizer"))
+    template = _template(section, path)
+    state = checkpoint["state_dict"]
+    fingerprints = section.get("training_fingerprints")
+    loaded = LoadedModel(
+        Path(path),
+        spec,
+        tokenizer,
+        template,
+        plain_data(section.get("data") or {}, "data"),
+        plain_data(section.get("metrics") or {}, "metrics"),
+        int(checkpoint.get("global_step", 0)),
+        0,
+        dict(section.get("config") or {}),  # the run's config, for the record: never instantiated
+        TextIndex.from_tensor(fingerprints) if isinstance(fingerprints, torch.Tensor) else None,
+    )
+    if spec.task == "language_model":
+        net, conditions, _ = build_language_model(spec)
+        load_weights(net, state, "net.", path)
+        for name, encoder in conditions.items():
+            load_weights(encoder, state, f"conditions.{name}.", path)
+        modules = nn.ModuleDict({"net": net, "conditions": nn.ModuleDict(conditions)}).to(device).eval()
+        loaded.sampler = LanguageModelSampler(net, conditions, tokenizer, template)
+    else:
+        net, _ = build_net(spec)
+        load_weights(net, state, "net.", path)
+        modules = net.to(device).eval()
+        options = spec.task_options()
+        if spec.task == "text_gan":
+            loaded.sampler = TextGANSampler(
+                net.generator, tokenizer, options.pad_id, options.end_id, options.feedback
+            )
+        else:
+            threshold = state.get("threshold")
+            threshold = float(threshold) if isinstance(threshold, torch.Tensor) else 0.5
+            loaded.predictor = GenrePredictor(net, options.genres, threshold, tokenizer, template)
+    loaded.device = torch.device(device)
+    loaded.parameters = sum(p.numel() for p in modules.parameters())
+    return loaded

@@ -12,12 +12,17 @@ class MovielabError(Exception):
     """A user-facing problem (bad input, bad option, missing file) with a message that says how to fix it."""
 
 
-def _find_user_error(exc: BaseException) -> MovielabError | None:
+# Lightning's own one-line errors about a trainer configuration it cannot run (named, not imported:
+# entry points that never load Lightning must not pay for importing it here)
+LIBRARY_USER_ERRORS = ("MisconfigurationException",)
+
+
+def _find_user_error(exc: BaseException) -> BaseException | None:
     """Hydra wraps errors raised while instantiating; dig the user's error out of the chain."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
-        if isinstance(current, MovielabError):
+        if isinstance(current, MovielabError) or type(current).__name__ in LIBRARY_USER_ERRORS:
             return current
         seen.add(id(current))
         current = current.__cause__ or current.__context__
@@ -33,5 +38,5 @@ def user_errors_reported() -> Iterator[None]:
         user_error = _find_user_error(exc)
         if user_error is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print(f"error: {user_error}", file=sys.stderr)
+        print(f"error: {' '.join(str(user_error).split())}", file=sys.stderr)
         raise SystemExit(2) from None

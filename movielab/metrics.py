@@ -21,6 +21,8 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
+from movielab.text_index import TextIndex, normalize  # noqa: F401 (normalize: part of this API)
+
 EPSILON = 0.1
 
 
@@ -152,14 +154,10 @@ def distinct_n(samples: Sequence[str], n: int) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
-def normalize(text: str) -> str:
-    return " ".join(text.lower().split())
-
-
 def copy_rate(samples: Sequence[str], training_texts: Iterable[str]) -> float:
-    """Share of samples that are exact copies of a training text (case and spacing ignored)."""
-    seen = {normalize(t) for t in training_texts}
-    return sum(normalize(s) in seen for s in samples) / max(1, len(samples))
+    """Share of samples that are exact copies of a training text (case and spacing ignored):
+    movielab.text_index's one check, over an index of these texts."""
+    return TextIndex.from_texts(training_texts).copy_rate(samples)
 
 
 def novelty(samples: Sequence[str], training_texts: Iterable[str]) -> float:

@@ -1,58 +1,6 @@
-"""`python -m movielab.predict ckpt=PATH text="..."`: print a genre classifier's probability per genre."""
+"""`python -m movielab.predict ckpt=PATH text="..."`: genres of a plot (movielab.cli.predict)."""
 
-from __future__ import annotations
-
-import sys
-
-import hydra
-from omegaconf import DictConfig
-
-from movielab import CONFIG_DIR
-from movielab.checkpoint import load_run
-from movielab.data.records import Record
-from movielab.errors import MovielabError, user_errors_reported
-from movielab.generate import pick_device, quote_free_text
-
-
-def predict(cfg: DictConfig) -> dict[str, float]:
-    """Genre -> probability for the given plot, most probable first; also printed as a table."""
-    if not cfg.text or not str(cfg.text).strip():
-        raise MovielabError('text="..." is required: the plot whose genres to predict')
-    if cfg.top is not None and cfg.top < 1:
-        raise MovielabError(f"top={cfg.top} must be at least 1 (or null for every genre)")
-    run = load_run(cfg.ckpt, device=pick_device(cfg.device))
-    module = run.module
-    if not hasattr(module, "genre_probabilities"):
-        raise MovielabError(
-            f"{cfg.ckpt} is not a genre classifier ({type(module).__name__}); train one with "
-            "`python -m movielab.train experiment=genre_classifier`"
-        )
-    template = hydra.utils.instantiate(run.config.data.template)
-    text = str(cfg.text).strip()
-    record = Record(title=str(cfg.title or ""), description=text, text=text, tagline="")
-    probabilities = module.genre_probabilities(run.tokenizer, template, [record])[0].tolist()
-    ranked = sorted(zip(module.genres, probabilities, strict=True), key=lambda pair: -pair[1])
-    if cfg.top is not None:
-        ranked = ranked[: cfg.top]
-    threshold = float(module.threshold)
-    width = max(len(genre) for genre, _ in ranked)
-    print(f"genre probabilities (* = above the decision threshold {threshold:.2f} chosen on validation)")
-    for genre, probability in ranked:
-        mark = "*" if probability >= threshold else " "
-        print(f"{mark} {genre:<{width}}  {probability:.3f}")
-    return dict(ranked)
-
-
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
-def _hydra_main(cfg: DictConfig) -> None:
-    with user_errors_reported():
-        predict(cfg)
-
-
-def main() -> None:
-    sys.argv = [sys.argv[0], *quote_free_text(sys.argv[1:])]
-    _hydra_main()
-
+from movielab.cli.predict import main, predict  # noqa: F401 (predict: tests call it)
 
 if __name__ == "__main__":
     main()

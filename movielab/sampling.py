@@ -1,63 +1,115 @@
-"""Sampling settings and the batched autoregressive loop shared by every language model."""
+"""Sampling settings and how one next token is chosen per row: penalties, temperature, filters, draw.
+
+Every row of a batch has its own settings and its own seeded generator, so a row samples the
+same text whether it is decoded alone or beside others (movielab.generation relies on that).
+The order follows Hugging Face's logits processors, so a setting means what users of peers expect:
+repetition penalty and n-gram blocking on the raw logits, then temperature, top-k, top-p, min-p.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
-from typing import Protocol
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import torch
 
 from movielab.errors import MovielabError
 
 
-class IncrementalDecoder(Protocol):
-    """What a model offers to be sampled token by token with a cache (KV cache, LSTM state)."""
-
-    max_context: int | None
-
-    def __call__(self, idx: torch.Tensor) -> torch.Tensor: ...
-    def begin_decoding(self, batch_size: int) -> None: ...
-    def decode_step(self, idx: torch.Tensor, start: int) -> torch.Tensor: ...
-    def end_decoding(self) -> None: ...
+def checked_number(name: str, value: Any, kind: type[int] | type[float]) -> int | float:
+    """`value` as an int or a float, or a one-line error naming the option (`temperature=abc`
+    from a command line, `"top_k": true` from a request); a whole float counts as an int."""
+    number = value
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    number_like = isinstance(number, int | float) and not isinstance(number, bool)
+    whole = number_like and math.isfinite(number)
+    if not whole or (kind is int and number != int(number)):
+        expected = "an integer" if kind is int else "a finite number"
+        raise MovielabError(f"{name}={value!r} must be {expected}")
+    return kind(number)
 
 
 @dataclass(frozen=True)
 class SamplingSettings:
+    """How one row is sampled. `None` switches a filter off; `banned` token ids are never drawn
+    (samplers ban their tokenizer's unknown token)."""
+
     temperature: float = 0.8
     top_k: int | None = None
     top_p: float | None = None
+    min_p: float | None = None
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int | None = None
     max_new_tokens: int = 400
-    use_cache: bool = True
-    banned: tuple[int, ...] = ()  # token ids never sampled (generate_text bans the unknown token)
+    banned: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        set_ = object.__setattr__  # frozen: store the checked, converted values
+        set_(self, "temperature", checked_number("temperature", self.temperature, float))
+        set_(self, "repetition_penalty", checked_number("repetition_penalty", self.repetition_penalty, float))
+        set_(self, "max_new_tokens", checked_number("max_new_tokens", self.max_new_tokens, int))
+        for name, kind in (("top_k", int), ("top_p", float), ("min_p", float), ("no_repeat_ngram_size", int)):
+            if getattr(self, name) is not None:
+                set_(self, name, checked_number(name, getattr(self, name), kind))
         if not self.temperature > 0:
-            raise MovielabError(f"temperature={self.temperature} must be greater than 0")
+            raise MovielabError(f"temperature={self.temperature:g} must be greater than 0")
         if self.top_k is not None and self.top_k < 1:
             raise MovielabError(f"top_k={self.top_k} must be at least 1 (or null for no limit)")
         if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise MovielabError(f"top_p={self.top_p} must be in (0, 1] (or null for no limit)")
+            raise MovielabError(f"top_p={self.top_p:g} must be in (0, 1] (or null for no limit)")
+        if self.min_p is not None and not 0 <= self.min_p < 1:
+            raise MovielabError(f"min_p={self.min_p:g} must be in [0, 1) (or null for no limit)")
+        if not self.repetition_penalty > 0:
+            raise MovielabError(
+                f"repetition_penalty={self.repetition_penalty:g} must be greater than 0 (1.0 = no penalty)"
+            )
+        if self.no_repeat_ngram_size is not None and self.no_repeat_ngram_size < 1:
+            raise MovielabError(
+                f"no_repeat_ngram_size={self.no_repeat_ngram_size} must be at least 1 (or null for none)"
+            )
         if self.max_new_tokens < 1:
             raise MovielabError(f"max_new_tokens={self.max_new_tokens} must be at least 1")
+        set_(self, "banned", tuple(int(i) for i in self.banned))
 
-    def never_unknown(self, tokenizer: object) -> SamplingSettings:
-        """These settings with the tokenizer's `<unknown>` banned, if it has one: never worth writing."""
-        unknown_id = getattr(tokenizer, "unknown_id", None)
-        return self if unknown_id is None else replace(self, banned=(*self.banned, unknown_id))
+    @classmethod
+    def from_options(cls, options: Any) -> SamplingSettings:
+        """The settings named in a mapping of options (a Hydra config, a request), others at default."""
+        names = [f.name for f in fields(cls) if f.name != "banned"]
+        return cls(**{name: options[name] for name in names if name in options})
+
+    def banning(self, token_ids: Sequence[int]) -> SamplingSettings:
+        return replace(self, banned=tuple(dict.fromkeys((*self.banned, *map(int, token_ids)))))
 
 
-class GeneratedTexts(list):
-    """Samples in order, plus `unfinished`: the indices of those that used up max_new_tokens before
-    writing the template's stop, so the caller can say they are cut off, not complete."""
+def penalize_repeats(logits: torch.Tensor, history: torch.Tensor, penalty: float) -> torch.Tensor:
+    """CTRL's repetition penalty (Keskar et al. 2019), as Hugging Face applies it: a token already in
+    the row's history has a positive logit divided by `penalty` and a negative one multiplied."""
+    if penalty == 1.0 or history.numel() == 0:
+        return logits
+    seen = logits.gather(-1, history)
+    logits = logits.clone()
+    logits.scatter_(-1, history, torch.where(seen > 0, seen / penalty, seen * penalty))
+    return logits
 
-    def __init__(self, texts: Iterable[str], unfinished: Iterable[int] = ()) -> None:
-        super().__init__(texts)
-        self.unfinished = tuple(sorted(unfinished))
+
+def repeated_ngram_tokens(history: list[int], n: int) -> list[int]:
+    """Tokens that would complete an n-gram the row already holds (Hugging Face's no_repeat_ngram_size)."""
+    if len(history) + 1 < n:
+        return []
+    if n == 1:
+        return list(set(history))
+    tail = tuple(history[len(history) - n + 1 :])
+    return [history[i + n - 1] for i in range(len(history) - n + 1) if tuple(history[i : i + n - 1]) == tail]
 
 
 def filter_logits(logits: torch.Tensor, settings: SamplingSettings) -> torch.Tensor:
-    """Temperature, then top-k, then nucleus (top-p) filtering; removed entries become -inf."""
+    """Temperature, then top-k, top-p (nucleus) and min-p filtering; removed entries become -inf."""
     logits = logits / settings.temperature
     if settings.banned:
         logits = logits.index_fill(-1, torch.tensor(settings.banned, device=logits.device), float("-inf"))
@@ -70,66 +122,65 @@ def filter_logits(logits: torch.Tensor, settings: SamplingSettings) -> torch.Ten
         # drop a token when the tokens ranked above it already reach top_p (the top one always stays)
         drop_sorted = (cumulative - sorted_logits.softmax(dim=-1)) >= settings.top_p
         logits = logits.masked_fill(drop_sorted.scatter(-1, order, drop_sorted), float("-inf"))
+    if settings.min_p:
+        probs = logits.softmax(dim=-1)
+        logits = logits.masked_fill(
+            probs < settings.min_p * probs.max(dim=-1, keepdim=True).values, float("-inf")
+        )
     return logits
+
+
+def next_token_scores(logits: torch.Tensor, history: list[int], settings: SamplingSettings) -> torch.Tensor:
+    """One row's logits (1, vocab) made ready to draw from: penalties on its history, then filters."""
+    logits = logits.float()
+    if settings.repetition_penalty != 1.0 and history:
+        logits = penalize_repeats(
+            logits, torch.tensor([history], device=logits.device), settings.repetition_penalty
+        )
+    if settings.no_repeat_ngram_size:
+        blocked = repeated_ngram_tokens(history, settings.no_repeat_ngram_size)
+        if blocked:
+            logits = logits.index_fill(-1, torch.tensor(blocked, device=logits.device), float("-inf"))
+    return filter_logits(logits, settings)
 
 
 def sample_next(
     logits: torch.Tensor, settings: SamplingSettings, generator: torch.Generator | None
 ) -> torch.Tensor:
+    """Draw one token per row of `logits` (rows, vocab) -> (rows, 1), all from one generator."""
     probs = filter_logits(logits.float(), settings).softmax(dim=-1)
+    if not torch.isfinite(probs).all():
+        raise MovielabError(
+            "the model's next-token scores are not finite (NaN or inf): its weights are broken"
+        )
     return torch.multinomial(probs, num_samples=1, generator=generator)
 
 
-def _ends_with(tokens: torch.Tensor, stop: torch.Tensor) -> torch.Tensor:
-    if tokens.size(1) < len(stop):
-        return torch.zeros(tokens.size(0), dtype=torch.bool, device=tokens.device)
-    return (tokens[:, -len(stop) :] == stop).all(dim=1)
-
-
-@torch.inference_mode()
-def generate_tokens(
-    model: IncrementalDecoder,
-    prompt: torch.Tensor,
-    settings: SamplingSettings,
-    stop: list[int] | None = None,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Continue each row of `prompt` (batch, time) by up to max_new_tokens; returns only the new tokens.
-
-    Rows that produced the `stop` sequence are finished; generation ends when every row is.
-    With the cache, the prompt is fed once and then one token a step; when the context fills, the
-    cache restarts from the last half context (so long samples stay O(n) instead of O(n^2)).
-    """
-    batch = prompt.size(0)
-    context = model.max_context
-    stop_ids = torch.tensor(stop or [], dtype=prompt.dtype, device=prompt.device)
-    finished = torch.zeros(batch, dtype=torch.bool, device=prompt.device)
-    tokens = prompt
-    new_tokens = []
-    position = 0
-    if settings.use_cache:
-        model.begin_decoding(batch)
-    try:
-        pending = tokens if context is None else tokens[:, -context:]
-        for _ in range(settings.max_new_tokens):
-            if settings.use_cache:
-                if context is not None and position + pending.size(1) > context:
-                    pending = tokens[:, -(context // 2) :]
-                    position = 0
-                logits = model.decode_step(pending, position)
-                position += pending.size(1)
-            else:
-                window = tokens if context is None else tokens[:, -context:]
-                logits = model(window)[:, -1]
-            next_token = sample_next(logits, settings, generator)
-            tokens = torch.cat([tokens, next_token], dim=1)
-            new_tokens.append(next_token)
-            pending = next_token
-            if len(stop_ids):
-                finished |= _ends_with(tokens[:, prompt.size(1) :], stop_ids)
-                if bool(finished.all()):
-                    break
-    finally:
-        if settings.use_cache:
-            model.end_decoding()
-    return torch.cat(new_tokens, dim=1)
+def draw_tokens(
+    logits: torch.Tensor,
+    histories: Sequence[list[int]],
+    settings: Sequence[SamplingSettings],
+    generators: Sequence[torch.Generator],
+) -> list[int]:
+    """The next token of each row of `logits` (rows, vocab), each with its own settings, history
+    and generator: row i draws exactly as it would in a batch of one. Rows that share settings
+    without penalties (which read a row's history) are filtered together."""
+    probs: list[torch.Tensor | None] = [None] * len(settings)
+    shared: dict[SamplingSettings, list[int]] = {}
+    for i, row_settings in enumerate(settings):
+        if row_settings.repetition_penalty == 1.0 and not row_settings.no_repeat_ngram_size:
+            shared.setdefault(row_settings, []).append(i)
+        else:
+            probs[i] = next_token_scores(logits[i : i + 1], histories[i], row_settings).softmax(dim=-1)
+    for row_settings, rows in shared.items():
+        group = filter_logits(logits[rows].float(), row_settings).softmax(dim=-1)
+        for j, i in enumerate(rows):
+            probs[i] = group[j : j + 1]
+    tokens = []
+    for row_probs, generator in zip(probs, generators, strict=True):
+        if not torch.isfinite(row_probs).all():
+            raise MovielabError(
+                "the model's next-token scores are not finite (NaN or inf): its weights are broken"
+            )
+        tokens.append(int(torch.multinomial(row_probs, num_samples=1, generator=generator)))
+    return tokens

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from movielab import generate, train
+from movielab.cli import generate, train
 
 
 def run_cli(entry, argv, monkeypatch, capsys) -> str:
@@ -99,12 +99,10 @@ def test_full_traceback_on_request(in_tmp, monkeypatch):
         generate.main()
 
 
-def test_prompt_option_the_model_does_not_take(tmp_path):
-    from movielab.data.templates import Template
+def test_prompt_option_the_model_does_not_take():
     from movielab.errors import MovielabError
-    from movielab.models.language_model import CausalLanguageModel
-    from movielab.sampling import SamplingSettings
+    from tests.builders import VOCAB, char_sampler, tiny_language_model
 
-    module = CausalLanguageModel(net=torch.nn.Identity(), optimizer=torch.optim.AdamW)
-    with pytest.raises(MovielabError, match="does not take rating; its prompt fields are title, description"):
-        module.generate_text(None, Template(), 1, SamplingSettings(), rating=7.5)
+    sampler = char_sampler(tiny_language_model(vocab_size=VOCAB))
+    with pytest.raises(MovielabError, match="does not take rating; its prompt fields are title, prime"):
+        sampler.prepare({"rating": 7.5})

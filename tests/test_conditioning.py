@@ -1,4 +1,4 @@
-"""Condition prefixes: the GPT with a prefix agrees cached and uncached, ratings map to the right
+"""Condition prefixes: the GPT with a prefix decodes as its full forward, ratings map to the right
 buckets, bad ratings get one-line errors, and the condition reaches the model."""
 
 from __future__ import annotations
@@ -9,10 +9,12 @@ import pytest
 import torch
 
 from movielab.errors import MovielabError
-from movielab.models.conditioning import PrefixedDecoder, RatingPrefix
-from movielab.models.gpt import GPT, GPTConfig
-from movielab.models.language_model import CausalLanguageModel
-from movielab.sampling import SamplingSettings, generate_tokens
+from movielab.generation import Request, generate_texts
+from movielab.models.conditioning import RatingPrefix, RatingPrefixConfig
+from movielab.models.gpt import GPT, GPTConfig, GPTDecoder
+from movielab.models.next_token import logits_and_targets
+from movielab.sampling import SamplingSettings
+from tests.builders import VOCAB, char_sampler, tiny_language_model
 
 
 def _tiny_gpt(block_size: int = 24) -> GPT:
@@ -20,12 +22,14 @@ def _tiny_gpt(block_size: int = 24) -> GPT:
     return GPT(GPTConfig(vocab_size=17, block_size=block_size, n_layer=2, n_head=2, n_embd=16, dropout=0.0))
 
 
-def _conditioned_model(scale=(0.0, 10.0)) -> CausalLanguageModel:
-    net = _tiny_gpt()
-    model = CausalLanguageModel(
-        net, optimizer=torch.optim.AdamW, conditions={"rating": RatingPrefix(16, scale=scale)}
+def _rating(scale=(0.0, 10.0), **options) -> RatingPrefix:
+    return RatingPrefix(RatingPrefixConfig(8, scale=scale, **options))
+
+
+def _conditioned(scale=(0.0, 10.0), **config):
+    return tiny_language_model(
+        conditions={"rating": ("rating_prefix", {"scale": list(scale)})}, vocab_size=VOCAB, **config
     )
-    return model.eval()
 
 
 def test_prefix_logits_start_at_the_last_prefix_position_and_match_cached_decoding():
@@ -34,28 +38,37 @@ def test_prefix_logits_start_at_the_last_prefix_position_and_match_cached_decodi
     prefix = torch.randn(3, 2, 16, generator=torch.Generator().manual_seed(2))
     full = model(tokens, prefix=prefix)
     assert full.shape == (3, 11, 17)
-    decoder = PrefixedDecoder(model, prefix)
-    decoder.begin_decoding(3)
-    first = decoder.decode_step(tokens[:, :0], 0)  # the prefix alone predicts the first token
-    steps = [decoder.decode_step(tokens[:, i : i + 1], i) for i in range(10)]
-    decoder.end_decoding()
-    torch.testing.assert_close(first, full[:, 0])
+    decoder = GPTDecoder(model)
+    first = [decoder.add(tokens[i, :0], prefix[i]) for i in range(3)]  # the prefix alone predicts token 0
+    steps = [decoder.advance(tokens[:, i]) for i in range(10)]
+    torch.testing.assert_close(torch.stack(first), full[:, 0])
     torch.testing.assert_close(torch.stack(steps, dim=1), full[:, 1:])
     # the prefix changes what follows, and without one the GPT is the plain GPT
     assert not torch.allclose(full[:, 1:], model(tokens))
 
 
-def test_prefixed_sampling_from_an_empty_prompt_is_the_same_cached_and_uncached():
-    model = _tiny_gpt(block_size=12).eval()
-    prefix = torch.randn(2, 1, 16, generator=torch.Generator().manual_seed(0))
-    outputs = []
-    for use_cache in (True, False):
-        settings = SamplingSettings(temperature=1.0, max_new_tokens=30, use_cache=use_cache)
-        decoder = PrefixedDecoder(model, prefix)
-        empty = torch.zeros(2, 0, dtype=torch.long)
-        outputs.append(generate_tokens(decoder, empty, settings, generator=torch.Generator().manual_seed(5)))
-    assert outputs[0].shape == (2, 30)  # past the context window: the prefix is fed again
-    assert torch.equal(outputs[0][:, :10], outputs[1][:, :10])
+def test_prefixed_sampling_past_the_context_is_the_same_cached_and_uncached_until_the_restart():
+    sampler = char_sampler(_conditioned(block_size=12))
+    requests = [
+        Request({"rating": r}, SamplingSettings(temperature=1.0, max_new_tokens=30), 5 + i)
+        for i, r in enumerate((2.0, 9.0))
+    ]
+    cached = generate_texts(sampler, requests, use_cache=True)
+    uncached = generate_texts(sampler, requests, use_cache=False)
+    assert all(r.new_tokens == 30 or not r.cut_off for r in cached)  # past the window: prefix fed again
+    assert [r.text[:10] for r in cached] == [r.text[:10] for r in uncached]
+
+
+def test_batched_rows_with_different_ratings_write_their_one_at_a_time_texts():
+    sampler = char_sampler(_conditioned(block_size=32))
+    settings = SamplingSettings(temperature=1.0, max_new_tokens=25)
+    requests = [
+        Request(p, settings, 3 + i)
+        for i, p in enumerate(({"rating": 1.0}, {"rating": 9.5}, {}, {"rating": 5, "title": "ab"}))
+    ]
+    together = [r.text for r in generate_texts(sampler, requests)]
+    alone = [generate_texts(sampler, [r])[0].text for r in requests]
+    assert together == alone and len(set(together)) == 4
 
 
 @pytest.mark.parametrize(
@@ -69,45 +82,41 @@ def test_prefixed_sampling_from_an_empty_prompt_is_the_same_cached_and_uncached(
     ],
 )
 def test_ratings_map_to_tenths_of_the_scale(scale, rating, bucket):
-    encoder = RatingPrefix(8, scale=scale).eval()
+    encoder = _rating(scale).eval()
     assert encoder.buckets(torch.tensor([rating])).item() == bucket
     assert encoder.buckets(torch.tensor([math.nan])).item() == encoder.unknown
 
 
 def test_ratings_0_and_10_generate_and_bad_ratings_get_one_line_errors():
-    model = _conditioned_model()
-    from movielab.data.templates import Template
-    from movielab.data.tokenizers import CharTokenizer
-
-    tokenizer = CharTokenizer(list("abcdefghijklmno"))
-    template = Template("{title}.", stop=".")
+    sampler = char_sampler(_conditioned())
     settings = SamplingSettings(max_new_tokens=5)
-    for rating in (0.0, 10.0, 10, [0.0, 10.0]):
-        texts = model.generate_text(tokenizer, template, 2, settings, rating=rating)
-        assert len(texts) == 2
+    for rating in (0.0, 10.0, 10):
+        assert len(generate_texts(sampler, [Request({"rating": rating}, settings, 0)])) == 1
     for bad, message in [
         (10.01, r"rating=10\.01 is outside this model's rating scale \[0, 10\]"),
         (-1, r"rating=-1 is outside"),
         ("abc", r"rating='abc' is not a number"),
         (True, r"rating=True is not a number"),
         (float("nan"), r"rating=nan is not a number"),
-        ([1.0, 2.0, 3.0], r"rating has 3 values: give one, or one per sample \(num_samples=2\)"),
+        ([1.0, 2.0], r"rating=\[1.0, 2.0\] is not a number"),
     ]:
         with pytest.raises(MovielabError, match=message) as error:
-            model.generate_text(tokenizer, template, 2, settings, rating=bad)
+            generate_texts(sampler, [Request({"rating": bad}, settings, 0)])
         assert "\n" not in str(error.value)
-    with pytest.raises(MovielabError, match="does not take genres; .* its conditions are rating"):
-        model.generate_text(tokenizer, template, 2, settings, genres=["drama"])
+    with pytest.raises(
+        MovielabError, match="does not take genres; its prompt fields are title, prime, rating"
+    ):
+        generate_texts(sampler, [Request({"genres": ["drama"]}, settings, 0)])
 
 
 def test_the_rating_reaches_the_model_and_its_gradient_reaches_the_rating_embedding():
-    model = _conditioned_model()
+    model = _conditioned()
     batch = {
         "inputs": torch.tensor([[3, 4, 5], [3, 4, 5]]),
         "targets": torch.tensor([[4, 5, 6], [4, 5, 6]]),
         "rating": torch.tensor([2.0, 9.0]),
     }
-    logits, targets = model._logits_and_targets(batch)
+    logits, targets = logits_and_targets(model.net, model.conditions, batch)
     assert targets[:, 0].tolist() == [3, 3]  # the prefix's position predicts the first token
     first_token = logits[:, 0].softmax(-1)
     assert (first_token[0] - first_token[1]).abs().max() > 1e-4
@@ -120,7 +129,7 @@ def test_the_rating_reaches_the_model_and_its_gradient_reaches_the_rating_embedd
 
 
 def test_unknown_and_dropped_ratings_use_the_unknown_embedding_and_training_tracks_the_range():
-    encoder = RatingPrefix(8, scale=(0, 10), drop_prob=0.5)
+    encoder = _rating((0, 10), drop_prob=0.5)
     torch.manual_seed(0)
     buckets = encoder.buckets(torch.full((1000,), 5.0))
     assert 400 < (buckets == encoder.unknown).sum() < 600
@@ -129,4 +138,4 @@ def test_unknown_and_dropped_ratings_use_the_unknown_embedding_and_training_trac
     encoder.eval()
     assert (encoder.buckets(torch.full((100,), 5.0)) == 50).all()  # no dropping outside training
     with pytest.raises(MovielabError, match=r"data.rating_scale=\[5, 1\] must be \[low, high\]"):
-        RatingPrefix(8, scale=(5, 1))
+        _rating((5, 1))

@@ -8,30 +8,46 @@ import sys
 import pytest
 from hydra.utils import instantiate
 
+from movielab.data.batching import WindowBatching
+from movielab.models.spec import data_needs, spec_from_config
+from tests.builders import module_from_config
 from tests.conftest import CONF_DIR, REPO, compose_config
 
 
 def _options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+    """A group's options; `_base` files are shared parts, not options."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if not p.stem.startswith("_"))
 
 
 @pytest.mark.parametrize("data", _options("data"))
 @pytest.mark.parametrize("trainer", _options("trainer"))
-def test_data_and_trainer_compose_and_instantiate(tmp_path, data, trainer):
+def test_data_and_trainer_compose_instantiate_and_take_the_models_lengths(tmp_path, data, trainer):
     cfg = compose_config(tmp_path, [f"data={data}", f"trainer={trainer}"])
-    if "block_size" in cfg.data.batching:  # window batching; record batching pads whole records
-        assert cfg.data.batching.block_size == cfg.model.net.config.block_size
     datamodule = instantiate(cfg.data)
     assert datamodule.template.fields  # the template parsed
+    datamodule.connect(data_needs(spec_from_config(cfg.model)))
+    if isinstance(datamodule.batching, WindowBatching):  # windows as long as the model's context
+        assert datamodule.batching.block_size == cfg.model.net.config.block_size
+    else:  # rows cut to what the model takes
+        assert datamodule.batching.max_length == cfg.model.net.config.block_size
     assert cfg.trainer.max_steps > 0
+
+
+def test_no_data_config_reads_the_model_config():
+    """Values flow model -> data only through connect(): no data config interpolates model.*."""
+    for path in (CONF_DIR / "data").glob("*.yaml"):
+        assert "${model." not in path.read_text(encoding="utf-8"), path.name
 
 
 @pytest.mark.parametrize("group", ["experiment", "debug", "logger", "callbacks", "model"])
 def test_every_option_of_group_composes(tmp_path, group):
     for option in _options(group):
-        cfg = compose_config(tmp_path, [f"{group}={option}"])
+        required = ["model.net.config.pretrained=some/folder"] if option == "hf_causal_lm" else []
+        cfg = compose_config(tmp_path, [f"{group}={option}", *required])
         instantiate(cfg.callbacks.model_checkpoint)
-        assert "_target_" in cfg.model
+        spec = spec_from_config(cfg.model)  # the model is a registry kind and plain fields
+        assert spec.task in ("language_model", "text_gan", "genre_classifier")
+        assert "_target_" not in cfg.model.net
 
 
 def test_moviegpt_is_the_reference_configuration(tmp_path):
@@ -52,14 +68,14 @@ def test_cli_prints_composed_config():
     )
     assert result.returncode == 0, result.stderr
     assert "n_layer: 3" in result.stdout
-    assert "movielab.models.gpt.GPT" in result.stdout
+    assert "kind: gpt" in result.stdout
 
 
 def test_seinfeld_lstm_tied_is_the_reference_model_tied_on_40_word_windows(tmp_path):
-    cfg = compose_config(tmp_path, ["experiment=seinfeld_lstm_tied", "vocab_size=100"])
+    cfg = compose_config(tmp_path, ["experiment=seinfeld_lstm_tied"])
     config = cfg.model.net.config
     assert (config.embedding_dim, config.hidden_dim, config.n_layer, config.block_size) == (400, 512, 2, 40)
-    assert cfg.data.batching.block_size == 40
+    assert data_needs(spec_from_config(cfg.model)).window_length == 40
     assert cfg.data.batching.batch_size * config.block_size == 256 * 10  # the reference's words per step
-    net = instantiate(cfg.model.net)
+    net = module_from_config(cfg.model, vocab_size=100).net
     assert net.head.weight is net.embedding.weight

@@ -3,19 +3,15 @@ novelty, diversity, genre recognition, and sample files in both formats."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-from movielab.checkpoint import LoadedRun
+from movielab.cli.generate import sample_titles, save_samples
 from movielab.data.records import Record
 from movielab.data.templates import Template
 from movielab.evaluation.generated_text import FieldReader, GenreJudge, ReferenceTexts, text_metrics
 from movielab.evaluation.sample_files import read_sample_file
-from movielab.generate import save_samples
-from movielab.sampling import GeneratedTexts
+from movielab.generation import GeneratedText
 
 TEMPLATE = Template("{title}\n{description}\nEND_OF_MOVIE\n", stop="END_OF_MOVIE")
 
@@ -58,21 +54,18 @@ class FixedProbabilities:
     """Stands in for a trained classifier: the same probabilities for whatever it reads."""
 
     genres = ("comedy", "drama", "horror")
-    threshold = torch.tensor(0.5)
+    threshold = 0.5
 
     def __init__(self, probs: list[list[float]]) -> None:
         self.probs = torch.tensor(probs)
 
-    def genre_probabilities(self, tokenizer, template, records):
+    def probabilities(self, records):
         return self.probs[: len(records)]
 
 
 def test_genre_recognition_by_hand():
     probs = [[0.9, 0.6, 0.1], [0.2, 0.3, 0.4], [0.1, 0.2, 0.7]]
-    config = OmegaConf.create(
-        {"data": {"template": {"_target_": "movielab.data.templates.Template", "text": "{description}\n"}}}
-    )
-    judge = GenreJudge(LoadedRun(Path("c.ckpt"), config, None, FixedProbabilities(probs)))
+    judge = GenreJudge(FixedProbabilities(probs))
     records = [Record(description=f"plot {i}") for i in range(3)]
     # sample 0 asks comedy+horror: comedy found (0.9), horror not; top genre comedy is asked
     # sample 1 asks drama: not found (0.3); top genre horror is not asked
@@ -85,7 +78,8 @@ def test_genre_recognition_by_hand():
 def test_sample_files_in_generate_format_and_one_per_line(tmp_path):
     texts = ["The Cellar\nA family moves in.\n\nThey leave.", "Orbit\nA pilot."]
     header = "# ckpt=/runs/x/last.ckpt title='The Cellar' genres=['horror', 'science fiction'] seed=3\n"
-    path = save_samples(tmp_path, header, GeneratedTexts(texts, unfinished=[1]))
+    results = [GeneratedText(texts[0], False, 3, 9), GeneratedText(texts[1], True, 4, 9)]
+    path = save_samples(tmp_path, header, texts, sample_titles(results, "cut off"))
     assert "=== sample 1 ===\n" in path.read_text() and "=== sample 2 (cut off) ===\n" in path.read_text()
     sample_file = read_sample_file(path)
     assert sample_file.samples == texts  # the cut-off note stays in the marker, out of the sample

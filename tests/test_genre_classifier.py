@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from movielab.checkpoint import SECTION, read_checkpoint
-from movielab.models.genre_classifier import best_threshold, multilabel_scores, positive_weights
+from movielab.cli.predict import predict
+from movielab.cli.train import train
+from movielab.models.genre_classifier import best_threshold, multilabel_scores
 from movielab.models.gpt import CausalSelfAttention, GPTConfig
-from movielab.models.transformer_encoder import TransformerEncoder
-from movielab.predict import predict
-from movielab.train import train
+from movielab.models.spec import positive_weights
+from movielab.models.transformer_encoder import TransformerEncoder, TransformerEncoderConfig
 from tests.conftest import compose_config
 
 TINY_CLASSIFIER = [
@@ -49,9 +50,9 @@ def test_positive_weights_are_negatives_over_positives_of_labelled_records():
         ]
     )
     # 4 labelled records: genre 0 has 3 positives (1 negative), genre 1 has 2 (2), genre 2 none
-    assert positive_weights(labels).tolist() == pytest.approx([1 / 3, 1.0, 1.0])
+    assert positive_weights(labels) == pytest.approx([1 / 3, 1.0, 1.0])
     rare = np.array([[1, 0]] * 99 + [[1, 1]])
-    assert positive_weights(rare, max_weight=50.0).tolist() == pytest.approx([0.0, 50.0])  # 99/1, capped
+    assert positive_weights(rare, max_weight=50.0) == pytest.approx([0.0, 50.0])  # 99/1, capped
 
 
 def test_scores_by_hand_and_threshold_choice():
@@ -87,7 +88,9 @@ def test_attention_is_causal_by_default_and_bidirectional_with_a_padding_mask():
 def test_encoder_ignores_padding():
     torch.manual_seed(0)
     encoder = TransformerEncoder(
-        GPTConfig(vocab_size=9, block_size=16, n_layer=2, n_head=2, n_embd=16, dropout=0.0), 3
+        TransformerEncoderConfig(
+            vocab_size=9, block_size=16, n_layer=2, n_head=2, n_embd=16, dropout=0.0, n_outputs=3
+        )
     )
     encoder.eval()
     ids = torch.tensor([[3, 1, 4, 1, 5]])
@@ -118,10 +121,12 @@ def test_tiny_classifier_loss_falls_and_reports_per_genre_scores(classifier_run)
 
 def test_checkpoint_holds_the_genre_vocabulary(classifier_run):
     checkpoint = read_checkpoint(classifier_run / "checkpoints" / "last.ckpt")
-    genres = checkpoint[SECTION]["config"]["genre_vocabulary"]
+    model = checkpoint[SECTION]["model"]
+    genres = model["options"]["genres"]
     assert "drama" in genres and "science fiction" in genres and genres == sorted(genres)
-    assert checkpoint["state_dict"]["pos_weight"].shape == (len(genres),)
-    assert (classifier_run / "genres.json").read_text(encoding="utf-8").count('"') == 2 * len(genres)
+    assert model["net"]["config"]["n_outputs"] == len(genres) == len(model["options"]["pos_weight"])
+    assert checkpoint["state_dict"]["pos_weight"].tolist() == pytest.approx(model["options"]["pos_weight"])
+    assert max(model["options"]["pos_weight"]) > 1  # rarer genres weigh more
 
 
 def test_predict_gives_a_probability_per_genre(classifier_run, tmp_path, capsys):
@@ -129,7 +134,7 @@ def test_predict_gives_a_probability_per_genre(classifier_run, tmp_path, capsys)
     text = "A family moves into an old farmhouse where the cellar door will not stay shut."
     cfg = compose_config(tmp_path, [f"ckpt={ckpt}", f"text='{text}'"], config_name="predict")
     probabilities = predict(cfg)
-    genres = read_checkpoint(ckpt)[SECTION]["config"]["genre_vocabulary"]
+    genres = read_checkpoint(ckpt)[SECTION]["model"]["options"]["genres"]
     assert sorted(probabilities) == sorted(genres)
     assert all(0.0 <= p <= 1.0 for p in probabilities.values())
     assert list(probabilities.values()) == sorted(probabilities.values(), reverse=True)

@@ -8,28 +8,28 @@ import sys
 import pytest
 import torch
 
-from movielab import generate as generate_module
 from movielab.checkpoint import SECTION, read_checkpoint
+from movielab.cli import generate as generate_module
+from movielab.cli.evaluate import HELDOUT, evaluate
+from movielab.cli.generate import generate_samples, save_samples
+from movielab.cli.train import train
 from movielab.data.templates import Template
 from movielab.data.tokenizers import CharTokenizer
 from movielab.errors import MovielabError
-from movielab.evaluate import HELDOUT, evaluate
-from movielab.generate import generate, save_samples
-from movielab.models.genre_prefix import GenrePrefix
-from movielab.models.gpt import GPT, GPTConfig
+from movielab.generation import Request, generate_texts
+from movielab.models.genre_prefix import GenrePrefix, GenrePrefixConfig
 from movielab.models.language_model import CausalLanguageModel
+from movielab.models.next_token import condition_prefix
 from movielab.sampling import SamplingSettings
-from movielab.train import train
+from tests.builders import tiny_language_model
 from tests.conftest import compose_config
 
 GENRES = ("comedy", "drama", "horror", "science fiction")
 
 
 def _model() -> CausalLanguageModel:
-    torch.manual_seed(0)
-    net = GPT(GPTConfig(vocab_size=30, block_size=32, n_layer=2, n_head=2, n_embd=16, dropout=0.0))
-    prefix = GenrePrefix(16, GENRES)
-    return CausalLanguageModel(net, optimizer=torch.optim.AdamW, conditions={"genres": prefix}).eval()
+    genres = {"genres": ("genre_prefix", {"genres": list(GENRES)})}
+    return tiny_language_model(conditions=genres, vocab_size=30, block_size=32)
 
 
 def test_changing_the_genres_changes_the_next_token_distribution():
@@ -37,8 +37,8 @@ def test_changing_the_genres_changes_the_next_token_distribution():
     inputs = torch.randint(0, 30, (1, 6), generator=torch.Generator().manual_seed(0))
 
     def next_token_probs(genres):
-        hot = model.conditions["genres"].request(genres, 1, "genres")
-        logits = model.net(inputs, prefix=model.condition_prefix({"genres": hot}))
+        hot = model.conditions["genres"].value(genres, "genres")[None]
+        logits = model.net(inputs, prefix=condition_prefix(model.conditions, {"genres": hot}))
         return logits[0, -1].softmax(-1)
 
     horror, comedy = next_token_probs(["horror"]), next_token_probs(["comedy"])
@@ -49,29 +49,34 @@ def test_changing_the_genres_changes_the_next_token_distribution():
 
 
 def test_genre_prefix_is_the_mean_of_genre_embeddings_or_the_no_genre_embedding():
-    prefix = GenrePrefix(4, GENRES).eval()
+    prefix = GenrePrefix(GenrePrefixConfig(4, GENRES)).eval()
     values = torch.tensor([[1, 0, 1, 0], [0, 0, 0, 0]], dtype=torch.uint8)
     out = prefix(values)
     assert out.shape == (2, 1, 4)
     expected = (prefix.genre_embeddings[0] + prefix.genre_embeddings[2]) / 2
     torch.testing.assert_close(out[0, 0], expected)
     torch.testing.assert_close(out[1, 0], prefix.no_genre)
-    per_sample = prefix.request([["comedy"], ["sci-fi", "drama"]], 2, "genres")
-    assert per_sample.tolist() == [[1, 0, 0, 0], [0, 1, 0, 1]]
+    assert prefix.value(["comedy"]).tolist() == [1, 0, 0, 0]
+    assert prefix.value(["sci-fi", "drama"]).tolist() == [0, 1, 0, 1]  # names are normalised
+    assert prefix.value(None).tolist() == [0, 0, 0, 0]
 
 
 def test_unknown_genre_is_a_one_line_error_listing_the_known_ones():
-    model = _model()
-    tokenizer = CharTokenizer(list("abcdefghijklmnopqrstuvwxyz \n"))
-    template = Template("{title}\n{description}\nEND\n", stop="END")
+    tokenizer = CharTokenizer(list("abcdefghijklmnopqrstuvwxyz \nEND"))
+    sampler = _model().text_sampler(tokenizer, Template("{title}\n{description}\nEND\n", stop="END"))
     settings = SamplingSettings(max_new_tokens=5)
+
+    def texts(genres: list[str]) -> list[str]:
+        requests = [Request({"genres": genres, "title": "a"}, settings, i) for i in range(2)]
+        return [r.text for r in generate_texts(sampler, requests)]
+
     with pytest.raises(MovielabError) as error:
-        model.generate_text(tokenizer, template, 2, settings, genres=["horror", "musical"], title="a")
+        texts(["horror", "musical"])
     message = str(error.value)
     assert "\n" not in message
     assert "unknown genre(s) musical" in message and "comedy, drama, horror, science fiction" in message
-    texts = model.generate_text(tokenizer, template, 2, settings, genres=["horror"], title="a")
-    assert len(texts) == 2 and all(t.startswith("a\n") for t in texts)
+    written = texts(["horror"])
+    assert len(written) == 2 and all(t.startswith("a\n") for t in written)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +88,6 @@ def genre_run(tmp_path_factory):
         "model.net.config.n_head=2",
         "model.net.config.n_embd=32",
         "model.net.config.block_size=128",
-        "data.batching.max_length=127",
         "data.batching.batch_size=8",
         "trainer.accelerator=cpu",
         "trainer.max_steps=40",
@@ -102,7 +106,8 @@ def genre_run(tmp_path_factory):
 def test_genre_run_keeps_its_vocabulary_and_generate_takes_known_genres_with_a_title(genre_run, tmp_path):
     ckpt = genre_run / "checkpoints" / "last.ckpt"
     checkpoint = read_checkpoint(ckpt)
-    genres = checkpoint[SECTION]["config"]["genre_vocabulary"]
+    genres = checkpoint[SECTION]["model"]["conditions"]["genres"]["config"]["genres"]
+    assert genres == checkpoint[SECTION]["data"]["genres"]
     assert "horror" in genres and "comedy" in genres
     assert checkpoint["state_dict"]["conditions.genres.genre_embeddings"].shape == (len(genres), 32)
     cfg = compose_config(
@@ -111,7 +116,7 @@ def test_genre_run_keeps_its_vocabulary_and_generate_takes_known_genres_with_a_t
          "max_new_tokens=40", "seed=1", "save=false"],
         config_name="generate",
     )  # fmt: skip
-    texts = generate(cfg)
+    texts = [r.text for r in generate_samples(cfg)]
     assert len(texts) == 2 and all(t.startswith("The Last Lighthouse\n") for t in texts)
 
 
@@ -140,7 +145,8 @@ def test_evaluate_samples_the_grid_and_writes_table_plot_and_tensorboard(genre_r
     assert (first / "evaluation.png").stat().st_size > 0 and (first / "metrics.json").exists()
     assert list((first / "tensorboard").rglob("events.out.tfevents.*"))
 
-    saved = save_samples(genre_run, f"# ckpt={ckpt} genres=['horror']\n", sets[0].samples)
+    titles = [f"sample {i}" for i in range(1, 5)]
+    saved = save_samples(genre_run, f"# ckpt={ckpt} genres=['horror']\n", sets[0].samples, titles)
     again = evaluate(
         compose_config(
             tmp_path, [f"samples={saved}", "num_samples=4", f"out_dir={tmp_path / 'eval'}"], "evaluate"

@@ -1,13 +1,16 @@
-"""The GPT: cached and uncached decoding agree; sampling filters and settings behave."""
+"""The GPT decodes rows at their own positions exactly as a full forward; sampling settings behave."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from movielab.data.templates import Template
 from movielab.errors import MovielabError
-from movielab.models.gpt import GPT, GPTConfig
-from movielab.sampling import SamplingSettings, filter_logits, generate_tokens
+from movielab.generation import Request, RowFinished, TextPiece, generate, generate_texts, held_back
+from movielab.models.gpt import GPT, GPTConfig, GPTDecoder
+from movielab.sampling import SamplingSettings, filter_logits, penalize_repeats, repeated_ngram_tokens
+from tests.builders import VOCAB, char_sampler, tiny_language_model
 
 
 def _tiny_gpt(block_size: int = 24) -> GPT:
@@ -16,60 +19,93 @@ def _tiny_gpt(block_size: int = 24) -> GPT:
     return model.eval()
 
 
-def test_cached_decoding_gives_the_same_logits_as_a_full_forward():
+def test_rows_at_different_positions_decode_the_logits_of_a_full_forward():
     model = _tiny_gpt()
     tokens = torch.randint(0, 17, (3, 20), generator=torch.Generator().manual_seed(1))
     full = model(tokens)
-    model.begin_decoding(batch_size=3)
-    prefill = model.decode_step(tokens[:, :8], start=0)
-    steps = [model.decode_step(tokens[:, i : i + 1], start=i) for i in range(8, 20)]
-    chunk_model = _tiny_gpt()
-    chunk_model.begin_decoding(batch_size=3)
-    chunk_model.decode_step(tokens[:, :5], start=0)
-    chunked = chunk_model.decode_step(tokens[:, 5:12], start=5)  # several new tokens at once
-    model.end_decoding()
-    torch.testing.assert_close(prefill, full[:, 7])
-    torch.testing.assert_close(torch.stack(steps, dim=1), full[:, 8:20])
-    torch.testing.assert_close(chunked, full[:, 11])
+    decoder = GPTDecoder(model)
+    prompt_lengths = [3, 8, 5]  # three rows, each prefilled with a prompt of its own length
+    firsts = [decoder.add(tokens[i, :n], None) for i, n in enumerate(prompt_lengths)]
+    for i, n in enumerate(prompt_lengths):
+        torch.testing.assert_close(firsts[i], full[i, n - 1])
+    for step in range(10):  # then one token a step, every row at its own position
+        fed = torch.tensor([tokens[i, n + step] for i, n in enumerate(prompt_lengths)])
+        logits = decoder.advance(fed)
+        for i, n in enumerate(prompt_lengths):
+            torch.testing.assert_close(logits[i], full[i, n + step])
+    decoder.remove([1])  # the rows left go on with their own caches
+    logits = decoder.advance(torch.tensor([tokens[0, 13], tokens[2, 15]]))
+    torch.testing.assert_close(logits[0], full[0, 13])
+    torch.testing.assert_close(logits[1], full[2, 15])
 
 
-def test_cached_and_uncached_generation_sample_the_same_tokens():
-    model = _tiny_gpt()
-    prompt = torch.tensor([[1, 2, 3, 4]]).expand(2, -1)
-    outputs = []
-    for use_cache in (True, False):
-        settings = SamplingSettings(temperature=1.0, max_new_tokens=16, use_cache=use_cache)
-        outputs.append(generate_tokens(model, prompt, settings, generator=torch.Generator().manual_seed(5)))
-    assert outputs[0].shape == (2, 16)
-    assert torch.equal(outputs[0], outputs[1])
+def _requests(prompts: list[dict], **settings) -> list[Request]:
+    options = {"temperature": 1.0, "max_new_tokens": 40, **settings}
+    return [Request(p, SamplingSettings(**options), 10 + i) for i, p in enumerate(prompts)]
 
 
-def test_generation_continues_past_the_context_window():
-    model = _tiny_gpt(block_size=8)
-    settings = SamplingSettings(max_new_tokens=30)
-    out = generate_tokens(
-        model, torch.tensor([[1, 2, 3]]), settings, generator=torch.Generator().manual_seed(0)
+def test_several_prompts_in_one_batch_give_each_row_its_one_at_a_time_text():
+    sampler = char_sampler(tiny_language_model(vocab_size=VOCAB, block_size=32))
+    requests = _requests([{"title": "a"}, {"title": "the long title"}, {}, {"title": "b", "prime": "zz"}])
+    together = generate_texts(sampler, requests)
+    alone = [generate_texts(sampler, [r])[0] for r in requests]
+    assert [r.text for r in together] == [r.text for r in alone]
+    assert len({r.text for r in together}) == 4
+    assert together[1].text.startswith("the long title: ")
+    assert together[3].text.startswith("b: zz")
+    # a batch of two rows at a time, rows joining as others finish, changes nothing either
+    assert [r.text for r in generate_texts(sampler, requests, max_batch=2)] == [r.text for r in alone]
+
+
+def test_cached_and_uncached_generation_write_the_same_texts_past_the_context_window():
+    sampler = char_sampler(tiny_language_model(vocab_size=VOCAB, block_size=12))
+    requests = _requests([{"title": "ab"}, {"title": "a much longer title"}], max_new_tokens=30)
+    cached = generate_texts(sampler, requests, use_cache=True)
+    uncached = generate_texts(sampler, requests, use_cache=False)
+    assert all(r.new_tokens == 30 or not r.cut_off for r in cached)
+    # uncached re-runs the last 12 tokens each step, the cache restarts from the last 6: they agree
+    # until the first restart, 12 tokens in
+    assert [r.text[:14] for r in cached] == [r.text[:14] for r in uncached]
+
+
+def test_streamed_pieces_add_up_to_each_final_text_and_never_show_the_stop():
+    sampler = char_sampler(
+        tiny_language_model(vocab_size=VOCAB), Template("{title}: {description}qq", stop="qq")
     )
-    assert out.shape == (1, 30)
+    streamed: dict[int, str] = {}
+    finished = {}
+    for event in generate(sampler, _requests([{"title": "x"}, {"title": "yy"}, {}], max_new_tokens=60)):
+        if isinstance(event, TextPiece):
+            streamed[event.row] = streamed.get(event.row, "") + event.text
+        elif isinstance(event, RowFinished):
+            finished[event.row] = event.result.text
+    assert streamed == finished and "qq" not in "".join(finished.values())
 
 
-def test_generation_stops_when_every_row_emitted_the_stop_sequence():
-    model = _tiny_gpt()
+def test_generation_stops_at_the_stop_and_marks_what_was_cut_off():
+    module = tiny_language_model(vocab_size=VOCAB)
+    sampler = char_sampler(module)
+    [period] = sampler.stop_ids()
+    assert sampler.tokenizer.decode([period]) == "."
 
-    class AlwaysSeven(torch.nn.Module):
+    class AlwaysStop(torch.nn.Module):
         def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-            logits = torch.zeros(*hidden.shape[:-1], 17)
-            logits[..., 7] = 100.0
+            logits = torch.zeros(*hidden.shape[:-1], VOCAB)
+            logits[..., period] = 100.0
             return logits
 
-    model.lm_head = AlwaysSeven()
-    out = generate_tokens(
-        model, torch.tensor([[1, 2], [3, 4]]), SamplingSettings(max_new_tokens=50), stop=[7, 7]
-    )
-    assert out.shape == (2, 2) and (out == 7).all()
+    module.net.lm_head = AlwaysStop()
+    [stopped] = generate_texts(sampler, _requests([{"title": "a"}]))
+    assert stopped.text == "a: " and not stopped.cut_off and stopped.new_tokens == 1
+    module.net.lm_head = torch.nn.Linear(16, VOCAB, bias=False)
+    with torch.no_grad():
+        module.net.lm_head.weight.zero_()
+        module.net.lm_head.weight[period] = -100.0  # never the stop
+    [cut] = generate_texts(sampler, _requests([{"title": "a"}], max_new_tokens=7))
+    assert cut.cut_off and cut.new_tokens == 7
 
 
-def test_top_k_and_top_p_keep_the_right_tokens():
+def test_top_k_and_top_p_and_min_p_keep_the_right_tokens():
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
     kept_k = filter_logits(logits, SamplingSettings(temperature=1.0, top_k=2)).isfinite()
     assert kept_k.tolist() == [[True, True, False, False]]
@@ -77,6 +113,26 @@ def test_top_k_and_top_p_keep_the_right_tokens():
     assert kept_p.tolist() == [[True, True, False, False]]
     kept_p_small = filter_logits(logits, SamplingSettings(temperature=1.0, top_p=0.1)).isfinite()
     assert kept_p_small.tolist() == [[True, False, False, False]]
+    kept_min_p = filter_logits(logits, SamplingSettings(temperature=1.0, min_p=0.5)).isfinite()
+    assert kept_min_p.tolist() == [[True, True, False, False]]  # 0.15 < 0.5 x 0.5
+
+
+def test_repetition_penalty_and_no_repeat_ngrams_as_hugging_face_define_them():
+    logits = torch.tensor([[2.0, -1.0, 0.5, 3.0]])
+    penalized = penalize_repeats(logits, torch.tensor([[0, 1]]), 2.0)
+    assert penalized.tolist() == [[1.0, -2.0, 0.5, 3.0]]  # positive / 2, negative x 2, others kept
+    assert sorted(repeated_ngram_tokens([1, 2, 3, 1, 2], 3)) == [3]  # "1 2" was followed by 3
+    assert repeated_ngram_tokens([1, 2, 3], 3) == []
+    assert sorted(repeated_ngram_tokens([4, 5, 4], 1)) == [4, 5]
+
+
+def test_no_repeat_ngram_size_keeps_every_ngram_of_a_sample_unique():
+    sampler = char_sampler(tiny_language_model(vocab_size=VOCAB, block_size=64))
+    requests = _requests([{"title": "aa"}] * 3, max_new_tokens=50, no_repeat_ngram_size=2)
+    for result in generate_texts(sampler, requests):
+        ids = sampler.tokenizer.encode(result.text).tolist()
+        pairs = list(zip(ids, ids[1:], strict=False))
+        assert len(pairs) == len(set(pairs)), result.text
 
 
 def test_temperature_sharpens():
@@ -89,16 +145,25 @@ def test_temperature_sharpens():
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"temperature": 0.0}, "temperature=0.0 must be greater than 0"),
-        ({"temperature": -1.0}, "temperature=-1.0 must be greater than 0"),
-        ({"top_p": 0.0}, r"top_p=0.0 must be in \(0, 1\]"),
+        ({"temperature": 0.0}, "temperature=0 must be greater than 0"),
+        ({"temperature": -1.0}, "temperature=-1 must be greater than 0"),
+        ({"temperature": "abc"}, "temperature='abc' must be a finite number"),
+        ({"temperature": float("nan")}, "temperature=nan must be a finite number"),
+        ({"top_p": 0.0}, r"top_p=0 must be in \(0, 1\]"),
         ({"top_p": 1.5}, r"top_p=1.5 must be in \(0, 1\]"),
         ({"top_k": 0}, "top_k=0 must be at least 1"),
+        ({"top_k": 2.5}, "top_k=2.5 must be an integer"),
+        ({"top_k": True}, "top_k=True must be an integer"),
+        ({"min_p": 1.0}, r"min_p=1 must be in \[0, 1\)"),
+        ({"repetition_penalty": 0}, "repetition_penalty=0 must be greater than 0"),
+        ({"no_repeat_ngram_size": 0}, "no_repeat_ngram_size=0 must be at least 1"),
+        ({"max_new_tokens": 0}, "max_new_tokens=0 must be at least 1"),
     ],
 )
 def test_bad_sampling_settings(options, message):
-    with pytest.raises(MovielabError, match=message):
+    with pytest.raises(MovielabError, match=message) as error:
         SamplingSettings(**options)
+    assert "\n" not in str(error.value)
 
 
 def test_n_embd_must_divide_by_n_head():
@@ -109,3 +174,22 @@ def test_n_embd_must_divide_by_n_head():
 def test_weights_are_tied():
     model = _tiny_gpt()
     assert model.lm_head.weight.data_ptr() == model.wte.weight.data_ptr()
+
+
+def test_the_beginning_of_the_stop_is_held_back_until_the_stop_is_known():
+    assert held_back("a story q", "qq") == 1
+    assert held_back("a story", "qq") == 0
+    assert held_back("caf\ufffd", None) == 1  # half a character
+    module = tiny_language_model(vocab_size=VOCAB)
+    sampler = char_sampler(module, Template("{title}: {description}qq", stop="qq"))
+    [q] = sampler.tokenizer.encode("q").tolist()
+
+    class AlwaysQ(torch.nn.Module):
+        def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+            logits = torch.zeros(*hidden.shape[:-1], VOCAB)
+            logits[..., q] = 100.0
+            return logits
+
+    module.net.lm_head = AlwaysQ()
+    pieces = [e.text for e in generate(sampler, _requests([{"title": "x"}])) if isinstance(e, TextPiece)]
+    assert "".join(pieces) == "x: " and not any("q" in piece for piece in pieces)

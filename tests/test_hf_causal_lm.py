@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from movielab.checkpoint import SECTION
-from movielab.evaluate import HELDOUT, evaluate
-from movielab.generate import generate
-from movielab.train import train
+from movielab.cli.evaluate import HELDOUT, evaluate
+from movielab.cli.generate import generate_samples
+from movielab.cli.train import train
 from tests.conftest import compose_config
 
 transformers = pytest.importorskip("transformers")
@@ -62,7 +62,7 @@ def hf_run(tiny_gpt2, tmp_path_factory):
         overrides = [
             "data=imdb1000_plots",
             "model=hf_causal_lm",
-            f"model.pretrained={tiny_gpt2}",
+            f"model.net.config.pretrained={tiny_gpt2}",
             "model.optimizer.lr=3e-3",
             "model.scheduler.warmup_steps=5",
             "data.batching.batch_size=8",
@@ -92,7 +92,8 @@ def test_fine_tuning_lowers_the_loss(hf_run):
 def test_checkpoint_is_self_describing_and_samples_without_the_pretrained_files(hf_run, tiny_gpt2, tmp_path):
     ckpt = hf_run / "checkpoints" / "last.ckpt"
     checkpoint = torch.load(ckpt, weights_only=True)
-    assert checkpoint["state_dict"]["net._extra_state"]["hf_config"]["n_layer"] == 2
+    net = checkpoint[SECTION]["model"]["net"]
+    assert net["kind"] == "hf_causal_lm" and net["config"]["architecture"]["n_layer"] == 2
     assert checkpoint[SECTION]["tokenizer"]["kind"] == "hf"
     moved = tmp_path / "gone"
     shutil.move(str(tiny_gpt2), moved)  # the checkpoint alone must do
@@ -109,7 +110,7 @@ def test_checkpoint_is_self_describing_and_samples_without_the_pretrained_files(
             ],
             config_name="generate",
         )
-        texts = generate(cfg)
+        texts = [r.text for r in generate_samples(cfg)]
     finally:
         shutil.move(str(moved), tiny_gpt2)
     assert len(texts) == 2 and all(t.startswith("The Cellar\n") for t in texts)

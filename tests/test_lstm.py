@@ -12,18 +12,19 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
 
+from movielab.cli.generate import generate_samples
+from movielab.cli.train import train
 from movielab.data.datamodule import bundled_sample
 from movielab.data.templates import Template
 from movielab.data.tokenizers import CharTokenizer, tokenizer_from_state
 from movielab.errors import MovielabError
-from movielab.generate import generate
-from movielab.models.gpt import GPT, GPTConfig
+from movielab.generation import Request, generate_texts
 from movielab.models.language_model import CausalLanguageModel
-from movielab.models.lstm import LSTM, LSTMConfig
-from movielab.sampling import SamplingSettings, generate_tokens
-from movielab.train import train
+from movielab.models.lstm import LSTM, LSTMConfig, LSTMDecoder
+from movielab.models.spec import ModelSpec, Part
+from movielab.sampling import SamplingSettings
+from tests.builders import module_from_config, tiny_language_model
 from tests.conftest import compose_config
 
 TINY_LSTM = [
@@ -58,22 +59,26 @@ def test_carried_state_decoding_gives_the_logits_of_a_full_forward(n_layer, tie_
     net = tiny_lstm(n_layer=n_layer, tie_weights=tie_weights)
     idx = torch.randint(0, 50, (3, 17), generator=torch.Generator().manual_seed(1))
     full = net(idx)
-    net.begin_decoding(3)
-    steps = [net.decode_step(idx[:, :5], 0)]  # a prompt of 5, then one token a step
-    steps += [net.decode_step(idx[:, t : t + 1], t) for t in range(5, 17)]
-    net.end_decoding()
-    torch.testing.assert_close(torch.stack(steps, dim=1), full[:, 4:], rtol=1e-5, atol=1e-5)
+    decoder = LSTMDecoder(net)
+    prompt_lengths = [5, 2, 9]  # rows with prompts of their own lengths, then one token a step
+    first = [decoder.add(idx[i, :n]) for i, n in enumerate(prompt_lengths)]
+    for i, n in enumerate(prompt_lengths):
+        torch.testing.assert_close(first[i], full[i, n - 1], rtol=1e-5, atol=1e-5)
+    for step in range(7):
+        logits = decoder.advance(torch.stack([idx[i, n + step] for i, n in enumerate(prompt_lengths)]))
+        for i, n in enumerate(prompt_lengths):
+            torch.testing.assert_close(logits[i], full[i, n + step], rtol=1e-5, atol=1e-5)
 
 
 def test_sampling_with_the_carried_state_matches_re_running_the_sequence():
-    net = tiny_lstm()
-    prompt = torch.tensor([[3, 4, 5]]).expand(2, -1)
-    runs = []
-    for use_cache in (True, False):
-        settings = SamplingSettings(temperature=1.0, top_k=5, max_new_tokens=25, use_cache=use_cache)
-        runs.append(generate_tokens(net, prompt, settings, generator=torch.Generator().manual_seed(7)))
-    assert runs[0].shape == (2, 25)
-    assert torch.equal(runs[0], runs[1])
+    module = tiny_language_model("lstm", vocab_size=30)
+    sampler = module.text_sampler(CharTokenizer(list("abcdefghijklmnopqrstuvwxyz: ")), SCRIPT_TEMPLATE)
+    settings = SamplingSettings(temperature=1.0, top_k=5, max_new_tokens=25)
+    requests = [Request({"prime": p}, settings, 7 + i) for i, p in enumerate(("ab", "marla: so"))]
+    cached = generate_texts(sampler, requests, use_cache=True)
+    uncached = generate_texts(sampler, requests, use_cache=False)
+    assert [r.text for r in cached] == [r.text for r in uncached]
+    assert all(r.new_tokens == 25 for r in cached)
 
 
 def _train_on_a_cycle_of_40_words(module: CausalLanguageModel) -> tuple[list[float], torch.Tensor]:
@@ -118,8 +123,8 @@ def test_tied_weights_share_the_embedding_through_training_and_a_checkpoint(tmp_
 
 
 def test_a_tied_lstm_composed_from_the_config_learns(tmp_path):
-    cfg = compose_config(tmp_path, [*TINY_LSTM, "model.net.config.tie_weights=true", "vocab_size=40"])
-    module = instantiate(cfg.model)
+    cfg = compose_config(tmp_path, [*TINY_LSTM, "model.net.config.tie_weights=true"])
+    module = module_from_config(cfg.model, vocab_size=40)
     assert module.net.head.weight is module.net.embedding.weight
     losses, _ = _train_on_a_cycle_of_40_words(module)
     assert losses[0] > math.log(40) - 0.5  # the uniform embedding init starts near uniform guessing
@@ -127,7 +132,10 @@ def test_a_tied_lstm_composed_from_the_config_learns(tmp_path):
 
 
 def _module(loss_on: str) -> CausalLanguageModel:
-    return CausalLanguageModel(tiny_lstm(), partial(torch.optim.Adam, lr=1e-3), loss_on=loss_on)
+    config = {"vocab_size": 50, "embedding_dim": 16, "hidden_dim": 24, "dropout": 0.3}
+    spec = ModelSpec("language_model", Part("lstm", config), options={"loss_on": loss_on})
+    torch.manual_seed(0)
+    return CausalLanguageModel(spec, partial(torch.optim.Adam, lr=1e-3)).eval()
 
 
 def test_reference_mode_scores_only_the_word_after_each_window():
@@ -179,8 +187,8 @@ def test_tiny_lstm_loss_falls_on_the_script_sample(script_run):
 
 
 def test_reference_mode_is_a_config_option_and_learns(tmp_path):
-    cfg = compose_config(tmp_path, [*TINY_LSTM, "model.loss_on=last", "vocab_size=40"])
-    module = instantiate(cfg.model)
+    cfg = compose_config(tmp_path, [*TINY_LSTM, "model.loss_on=last"])
+    module = module_from_config(cfg.model, vocab_size=40)
     assert module.loss_on == "last"
     losses, scored = _train_on_a_cycle_of_40_words(module)
     assert scored == 16
@@ -194,7 +202,7 @@ def test_generate_primed_with_a_speaker_prints_a_script(script_run, tmp_path):
         [f"ckpt={ckpt}", "prime=marla:", "max_new_tokens=200", "top_k=5", "num_samples=2", "seed=0"],
         config_name="generate",
     )
-    texts = generate(cfg)
+    texts = [r.text for r in generate_samples(cfg)]
     assert len(texts) == 2
     for text in texts:
         assert text.startswith("marla:") and len(text) > len("marla:")
@@ -205,32 +213,32 @@ def test_generate_primed_with_a_speaker_prints_a_script(script_run, tmp_path):
         assert sum(line.split(" ")[0].endswith(":") for line in lines) >= len(lines) // 2  # "speaker: ..."
 
 
-def _char_gpt_on_the_script_sample() -> tuple[CausalLanguageModel, CharTokenizer]:
+def _char_gpt_on_the_script_sample():  # noqa: ANN202
     sample = bundled_sample("tv_script_sample.txt").read_text(encoding="utf-8")
     tokenizer = CharTokenizer.train([sample])
-    torch.manual_seed(0)
-    net = GPT(GPTConfig(tokenizer.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=16))
-    return CausalLanguageModel(net, partial(torch.optim.Adam, lr=1e-3)), tokenizer
+    module = tiny_language_model(vocab_size=tokenizer.vocab_size, block_size=32, n_layer=1)
+    return module.text_sampler(tokenizer, SCRIPT_TEMPLATE)
+
+
+def _texts(sampler, prompt: dict, seed: int = 3) -> list[str]:  # noqa: ANN001
+    settings = SamplingSettings(max_new_tokens=40)
+    return [r.text for r in generate_texts(sampler, [Request(prompt, settings, seed + i) for i in range(2)])]
 
 
 def test_prime_starts_the_text_of_a_char_gpt_too():
-    module, tokenizer = _char_gpt_on_the_script_sample()
-    settings = SamplingSettings(max_new_tokens=40)
-    texts = module.generate_text(tokenizer, SCRIPT_TEMPLATE, 2, settings, prime="dev: so")
+    sampler = _char_gpt_on_the_script_sample()
+    texts = _texts(sampler, {"prime": "dev: so"})
     assert all(text.startswith("dev: so") and len(text) > len("dev: so") for text in texts)
     with pytest.raises(MovielabError, match="does not take title"):
-        module.generate_text(tokenizer, SCRIPT_TEMPLATE, 1, settings, title="Up")
+        _texts(sampler, {"title": "Up"})
+    with pytest.raises(MovielabError, match="this model writes the text: start it with prime="):
+        _texts(sampler, {"text": "Up"})
 
 
 def test_without_a_prompt_sampling_starts_after_the_template_ending():
     """A "{text}\\n\\n" model given nothing continues from a blank line, i.e. starts a new record."""
-    module, tokenizer = _char_gpt_on_the_script_sample()
-    settings = SamplingSettings(max_new_tokens=40)
-    unprompted = module.generate_text(
-        tokenizer, SCRIPT_TEMPLATE, 2, settings, torch.Generator().manual_seed(3)
-    )
-    after_blank_line = module.generate_text(
-        tokenizer, SCRIPT_TEMPLATE, 2, settings, torch.Generator().manual_seed(3), prime="\n\n"
-    )
+    sampler = _char_gpt_on_the_script_sample()
+    unprompted = _texts(sampler, {})
+    after_blank_line = _texts(sampler, {"prime": "\n\n"})
     assert unprompted == [text.removeprefix("\n\n") for text in after_blank_line]
     assert all(text.startswith("\n\n") for text in after_blank_line)

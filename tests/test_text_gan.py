@@ -14,12 +14,14 @@ import torch
 import torch.nn.functional as F
 
 from movielab.checkpoint import read_checkpoint
-from movielab.errors import MovielabError
-from movielab.generate import generate
-from movielab.models.text_gan import TextGAN, TextGANConfig, sinusoidal_positions
+from movielab.cli.generate import generate_samples
+from movielab.cli.train import train
+from movielab.errors import MovielabError, user_errors_reported
+from movielab.generation import Request, generate_texts
+from movielab.models.spec import ModelSpec, Part
+from movielab.models.text_gan import sinusoidal_positions
 from movielab.models.text_gan_module import TextGANModule, seeded
 from movielab.sampling import SamplingSettings
-from movielab.train import train
 from tests.conftest import compose_config
 
 VOCAB = 12
@@ -38,20 +40,20 @@ def _one_thread():
 
 def tiny_module(**options) -> TextGANModule:
     torch.manual_seed(0)
-    config = TextGANConfig(
-        vocab_size=VOCAB,
-        max_length=6,
-        n_embd=16,
-        n_head=2,
-        generator_layers=2,
-        discriminator_layers=1,
-        noise_dim=8,
-        noise_length=3,
-        mapping_layers=2,
-    )
+    config = {
+        "vocab_size": VOCAB,
+        "max_length": 6,
+        "n_embd": 16,
+        "n_head": 2,
+        "generator_layers": 2,
+        "discriminator_layers": 1,
+        "noise_dim": 8,
+        "noise_length": 3,
+        "mapping_layers": 2,
+    }
+    options = {"fake_batch_size": 4, "pad_id": PAD, "end_id": END, **options}
     adam = partial(torch.optim.Adam, lr=1e-3, betas=(0.0, 0.9))
-    module = TextGANModule(TextGAN(config), adam, adam, fake_batch_size=4, **options)
-    module.special_ids.copy_(torch.tensor([PAD, END]))
+    module = TextGANModule(ModelSpec("text_gan", Part("text_gan", config), options=options), adam, adam)
     for block in module.generator.blocks:  # noise strengths start at zero; make the noise matter
         torch.nn.init.normal_(block.noise_strength)
     return module
@@ -153,28 +155,56 @@ def test_real_sentences_are_padded_targets():
         module.real_ids({"targets": torch.zeros(1, 7, dtype=torch.long)})
 
 
-def test_generate_text_rejects_prompts():
-    module = tiny_module()
+class Words:
+    """A tokenizer of ids as words w0, w1, ...; w3 is <unknown>."""
+
+    kind = "word"
+    unknown_id = 3
+
+    def decode(self, ids):  # noqa: ANN001, ANN201
+        return " ".join(f"w{i}" for i in ids)
+
+
+def test_the_gan_takes_no_prompt():
+    sampler = tiny_module().text_sampler(Words())
     with pytest.raises(MovielabError, match="takes no prompt; remove title"):
-        module.generate_text(None, None, 2, None, None, title="Up")
+        generate_texts(sampler, [Request({"title": "Up"}, SamplingSettings(), 0)])
 
 
-def test_generated_sentences_never_contain_the_unknown_token():
+def test_generated_sentences_never_contain_the_unknown_token_and_end_at_end():
     """As the language models: <unknown> is banned from what is written (not from what is fed back)."""
-
-    class Words:
-        unknown_id = 3
-
-        def decode(self, ids):
-            return " ".join(f"w{i}" for i in ids)
-
-    module = tiny_module()
+    module = tiny_module().eval()
     with torch.no_grad():
         module.generator.head.bias.fill_(0.0)
         module.generator.head.bias[Words.unknown_id] = 8.0  # <unknown> would be nearly every token
     settings = SamplingSettings(temperature=1.0, top_p=None, max_new_tokens=6)
-    texts = module.generate_text(Words(), None, 16, settings, torch.Generator().manual_seed(0))
+    results = generate_texts(module.text_sampler(Words()), [Request({}, settings, i) for i in range(16)])
+    texts = [r.text for r in results]
     assert texts and all(f"w{Words.unknown_id}" not in text.split() for text in texts)
+    assert all(f"w{END}" not in text.split() and f"w{PAD}" not in text.split() for text in texts)
+    assert all(r.new_tokens <= 6 and not r.cut_off for r in results)  # max_length ends a sentence
+
+
+@pytest.mark.parametrize("feedback", ["soft", "gumbel"])
+def test_row_by_row_sampling_is_the_training_rollout(feedback):
+    """The decoder writes position by position what `rollout` computes in one go, for the noise
+    of the row's seed: the same logits at every position, soft or Gumbel feedback."""
+    module = tiny_module(feedback=feedback).eval()
+    sampler = module.text_sampler(Words())
+    decoder = sampler.decoder()
+    generator = torch.Generator().manual_seed(4)
+    first = decoder.add(torch.zeros(0, dtype=torch.long), None, generator)
+    noise = module.generator.sample_noise(1, "cpu", torch.Generator().manual_seed(4))
+    tokens = [5, 6, 7, 8, 9]
+    if feedback == "soft":
+        choose = module.training_choice(None)
+    else:
+        steps = iter([*tokens, 0])  # rollout also chooses after the last position
+        choose = lambda logits: F.one_hot(torch.tensor([next(steps)]), VOCAB).float()  # noqa: E731
+    with torch.no_grad():
+        logits, _ = module.generator.rollout(noise, choose, 6)
+    steps_logits = [first] + [decoder.advance(torch.tensor([t]))[0] for t in tokens]
+    torch.testing.assert_close(torch.stack(steps_logits), logits[0], rtol=1e-5, atol=1e-5)
 
 
 # --- end to end on the bundled sample ---------------------------------------------------------
@@ -190,7 +220,7 @@ TINY_GAN = [
     "model.net.config.max_length=16",
     "model.critic_steps=3",
     "model.pretrain_steps=2",
-    "model.val_samples=8",
+    "callbacks.generated_text_metrics.num_samples=8",
     "data.batching.batch_size=8",
     "trainer.max_steps=10",  # 2 MLE steps, then 2 cycles of 3 critic steps + 1 generator step
     "trainer.val_check_interval=4",  # batches: the first checkpoint falls inside a cycle
@@ -250,14 +280,15 @@ def test_a_few_gan_steps_run_without_nan_and_train_both_networks(gan_run):
 def test_generate_command_samples_sentences_from_the_gan(gan_run, tmp_path):
     ckpt = gan_run / "checkpoints" / "last.ckpt"
     options = [f"ckpt={ckpt}", "num_samples=5", "seed=3", "save=false"]
-    texts = generate(compose_config(tmp_path, options, config_name="generate"))
+    texts = [r.text for r in generate_samples(compose_config(tmp_path, options, config_name="generate"))]
     assert len(texts) == 5 and all(isinstance(t, str) for t in texts)
     assert not any(token in t for t in texts for token in ("<pad>", "<end>", "<start>"))
-    assert generate(compose_config(tmp_path, options, config_name="generate")) == texts
-    greedy = generate(compose_config(tmp_path, [*options, "top_k=1"], config_name="generate"))
+    again = generate_samples(compose_config(tmp_path, options, config_name="generate"))
+    assert [r.text for r in again] == texts
+    greedy = generate_samples(compose_config(tmp_path, [*options, "top_k=1"], config_name="generate"))
     assert len(greedy) == 5
     with pytest.raises(MovielabError, match="takes no prompt"):
-        generate(compose_config(tmp_path, [*options, "title=Up"], config_name="generate"))
+        generate_samples(compose_config(tmp_path, [*options, "title=Up"], config_name="generate"))
 
 
 def test_gan_resumed_mid_cycle_matches_an_uninterrupted_run(gan_run, tmp_path):
@@ -282,7 +313,10 @@ def test_gan_resumed_mid_cycle_matches_an_uninterrupted_run(gan_run, tmp_path):
             assert torch.equal(moments["exp_avg"], resumed_optimizer["state"][key]["exp_avg"])
 
 
-def test_lightning_gradient_clipping_is_refused_in_one_line(tmp_path):
+def test_lightning_gradient_clipping_is_refused_in_one_line(tmp_path, capsys):
     cfg = compose_config(tmp_path, ["model=text_gan", "data=fortunes", "trainer.gradient_clip_val=1.0"])
-    with pytest.raises(MovielabError, match="trainer.gradient_clip_val=null"):
+    with pytest.raises(SystemExit) as exit_, user_errors_reported():
         train(cfg)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: Automatic gradient clipping is not supported") and "\n" not in err

@@ -191,7 +191,7 @@ def test_letterboxd_titles_use_the_star_scale(tmp_path):
     from tests.conftest import compose_config
 
     cfg = compose_config(tmp_path, ["experiment=title_transformer", "data=letterboxd_titles"])
-    assert cfg.model.conditions.rating.scale == [0.5, 5.0]
+    assert cfg.data.rating_scale == [0.5, 5.0]  # the model's scale is bound from it
     data = instantiate(cfg.data).prepare()
     ratings = np.concatenate([data.train.values["rating"], data.val.values["rating"]])
     assert np.nanmin(ratings) >= 0.5 and np.nanmax(ratings) <= 5.0

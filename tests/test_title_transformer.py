@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from movielab.checkpoint import load_model
+from movielab.cli.evaluate import evaluate
+from movielab.cli.generate import generate_samples
+from movielab.cli.train import train
 from movielab.errors import MovielabError
-from movielab.evaluate_conditioning import evaluate
-from movielab.evaluation import TextIndex, load_training_index
-from movielab.generate import generate
 from movielab.metrics import copy_rate
 from movielab.optim import noam
-from movielab.train import train
+from movielab.text_index import TextIndex
 from tests.conftest import compose_config
 
 FAST = [
@@ -78,9 +79,8 @@ def _column(run: Path, name: str) -> list[float]:
 
 def test_loss_falls_and_the_titles_obey_the_rating(trained):
     val = _column(trained, "val/loss")
-    vocab = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)["movielab"]["config"][
-        "vocab_size"
-    ]
+    section = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)["movielab"]
+    vocab = section["data"]["vocab_size"]
     assert len(val) == 3 and val[-1] < val[0]
     assert val[-1] < math.log(vocab) - 2.5  # far below guessing uniformly among the pieces
     spearman = _column(trained, "conditioning/spearman")  # logged by the end-of-training evaluation
@@ -107,7 +107,7 @@ def test_generate_prints_titles_for_a_rating_each_cut_at_the_end_token(trained, 
             ],
             config_name="generate",
         )
-        titles[rating] = generate(cfg)
+        titles[rating] = [r.text for r in generate_samples(cfg)]
         assert len(titles[rating]) == 12
         assert all(t and "<end>" not in t and len(t) < 60 for t in titles[rating])
     assert sum(t.startswith("Golden") for t in titles[9.2]) >= 10
@@ -124,21 +124,25 @@ def test_bad_ratings_are_one_line_errors(trained, tmp_path):
             tmp_path, [f"ckpt={ckpt}", f"rating={bad}", "save=false"], config_name="generate"
         )
         with pytest.raises(MovielabError, match=message):
-            generate(cfg)
+            generate_samples(cfg)
 
 
 def test_avoid_training_titles_redraws_copies(trained, rated_titles, tmp_path):
     ckpt = trained / "checkpoints" / "last.ckpt"
-    index = load_training_index(ckpt)
+    index = load_model(ckpt).training_index
     with open(rated_titles, newline="", encoding="utf-8") as handle:
         every_title = [row["movie_title"].strip() for row in csv.DictReader(handle)]
     assert 200 <= len(index) <= 240 and sum(t in index for t in every_title) == len(index)
     overrides = [f"ckpt={ckpt}", "rating=9", "num_samples=16", "temperature=1.0", "seed=2", "save=false"]
     overrides.append("max_new_tokens=40")
-    copied = generate(compose_config(tmp_path, overrides, config_name="generate"))
-    kept = generate(
+    copied_results = generate_samples(compose_config(tmp_path, overrides, config_name="generate"))
+    copied = [r.text for r in copied_results]
+    assert [r.copies_training for r in copied_results] == [t in index for t in copied]
+    kept_results = generate_samples(
         compose_config(tmp_path, [*overrides, "avoid_training_titles=true"], config_name="generate")
     )
+    kept = [r.text for r in kept_results]
+    assert sum(r.redraws for r in kept_results) > 0
     assert index.copy_rate(copied) > 0  # a model this small copies its training titles
     assert index.copy_rate(kept) < index.copy_rate(copied)
     assert index.copy_rate(copied) == copy_rate(copied, [t for t in every_title if t in index])
@@ -148,25 +152,27 @@ def test_evaluate_conditioning_command_reads_only_the_checkpoint(trained, tmp_pa
     cfg = compose_config(
         tmp_path,
         [
+            "mode=conditioning",
             f"ckpt={trained / 'checkpoints' / 'last.ckpt'}",
-            "ratings=[1.5,5,9]",
-            "samples_per_rating=6",
-            "max_new_tokens=40",
+            "conditioning.ratings=[1.5,5,9]",
+            "conditioning.samples_per_rating=6",
+            "conditioning.max_new_tokens=40",
         ],
-        config_name="evaluate_conditioning",
+        config_name="evaluate",
     )
     result = evaluate(cfg)
     assert result.requested == [1.5] * 6 + [5.0] * 6 + [9.0] * 6
     assert result.spearman > 0.7 and result.heldout_spearman > 0.7
     assert 0.0 <= result.metrics()["copy_rate"] <= 1.0 and result.metrics()["distinct_1"] > 0
-    assert len(list((trained / "evaluations").glob("conditioning_*.json"))) == 1
+    [report] = list((trained / "evaluation").glob("*/conditioning.json"))
+    assert (report.parent / "conditioning.md").read_text(encoding="utf-8").startswith("# Rating conditioning")
 
 
 def test_the_reference_experiment_runs_on_the_bundled_sample(tmp_path):
     overrides = [*FAST, "data=imdb_titles", "trainer.max_steps=4", "trainer.val_check_interval=2"]
     cfg = compose_config(tmp_path, overrides)
     assert cfg.data.sample == "imdb_titles_sample.csv" and cfg.data.path is None
-    assert cfg.model.conditions.rating.scale == [0, 10]
+    assert cfg.data.rating_scale == [0, 10] and "scale" not in cfg.model.conditions.rating  # bound from data
     train(cfg)
     checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["movielab"]["tokenizer"]["kind"] == "sentencepiece"

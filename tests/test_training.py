@@ -11,14 +11,14 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from movielab.checkpoint import SECTION, load_run, read_checkpoint
-from movielab.data.templates import Template
+from movielab.checkpoint import SECTION, load_model, read_checkpoint
+from movielab.cli.generate import generate_samples
+from movielab.cli.train import train
 from movielab.data.tokenizers import tokenizer_from_state
 from movielab.evaluation.sample_files import read_sample_file
-from movielab.generate import generate
-from movielab.models import language_model
+from movielab.generation import Request, generate_texts
+from movielab.models.language_sampler import LanguageModelSampler
 from movielab.sampling import SamplingSettings
-from movielab.train import train
 from tests.conftest import TINY, compose_config
 
 
@@ -53,7 +53,8 @@ def _metric_rows(run: Path, name: str) -> list[tuple[int, float]]:
 def test_loss_falls_on_the_bundled_sample(trained_run):
     train_loss = _metric_rows(trained_run, "train/loss")
     val_loss = [value for _, value in _metric_rows(trained_run, "val/loss")]
-    vocab = read_checkpoint(trained_run / "checkpoints" / "last.ckpt")[SECTION]["config"]["vocab_size"]
+    section = read_checkpoint(trained_run / "checkpoints" / "last.ckpt")[SECTION]
+    vocab = section["model"]["net"]["config"]["vocab_size"]
     assert len(val_loss) == 3
     assert train_loss[0][1] > math.log(vocab) - 0.5  # starts near uniform guessing
     assert val_loss[0] > val_loss[-1]
@@ -94,11 +95,18 @@ def test_tensorboard_has_scalars_samples_and_hparams(trained_run):
 def test_checkpoint_is_self_describing_and_weights_only(trained_run):
     checkpoint = torch.load(trained_run / "checkpoints" / "last.ckpt", weights_only=True)
     description = checkpoint[SECTION]
-    assert description["config"]["model"]["net"]["config"]["n_embd"] == 32
-    assert description["data_fingerprint"]
+    model = description["model"]
+    assert model["task"] == "language_model" and model["net"]["kind"] == "gpt"
+    assert model["net"]["config"]["n_embd"] == 32
+    assert "_target_" not in str(model)  # the model is data, not code to run
+    assert description["data_fingerprint"] and description["digest"]
     tokenizer = tokenizer_from_state(description["tokenizer"])
-    assert tokenizer.vocab_size == description["config"]["vocab_size"]
+    assert tokenizer.vocab_size == model["net"]["config"]["vocab_size"] == description["data"]["vocab_size"]
+    assert description["template"]["stop"] == "END_OF_MOVIE"
+    assert description["data"]["train_records"] > 100
+    assert len(description["training_fingerprints"]) == description["data"]["train_records"]
     assert checkpoint["global_step"] == 150
+    assert description["metrics"]["val/loss"] > 0
 
 
 def test_generate_needs_only_the_checkpoint(trained_run, tmp_path):
@@ -108,11 +116,24 @@ def test_generate_needs_only_the_checkpoint(trained_run, tmp_path):
         [f"ckpt={ckpt}", "title=The Last Lighthouse", "num_samples=4", "max_new_tokens=300", "seed=3"],
         config_name="generate",
     )
-    texts = generate(cfg)
+    texts = [r.text for r in generate_samples(cfg)]
     assert len(texts) == 4
     assert all(t.startswith("The description of the movie named 'The Last Lighthouse' is:\n") for t in texts)
     assert all("END_OF_MOVIE" not in t for t in texts)  # cut at the stop string
-    assert generate(cfg) == texts  # same seed, same samples
+    assert [r.text for r in generate_samples(cfg)] == texts  # same seed, same samples
+    one = compose_config(
+        tmp_path,
+        [
+            f"ckpt={ckpt}",
+            "title=The Last Lighthouse",
+            "num_samples=1",
+            "max_new_tokens=300",
+            "seed=5",
+            "save=false",
+        ],
+        config_name="generate",
+    )
+    assert generate_samples(one)[0].text == texts[2]  # sample i is seed + i, alone or with others
     saved = sorted((trained_run / "samples").glob("*.txt"))
     assert len(saved) == 2  # the second call did not overwrite the first file
     assert "The Last Lighthouse" in saved[0].read_text(encoding="utf-8")
@@ -125,7 +146,7 @@ def test_generate_without_title_invents_one(trained_run, tmp_path):
         [f"ckpt={ckpt}", "num_samples=2", "max_new_tokens=120", "seed=0", "save=false"],
         config_name="generate",
     )
-    texts = generate(cfg)
+    texts = [r.text for r in generate_samples(cfg)]
     assert all(t.startswith("The description of the movie named '") for t in texts)
     assert all(len(t) > len("The description of the movie named '") for t in texts)
 
@@ -134,8 +155,9 @@ def test_generate_says_which_samples_were_cut_off_before_the_stop(trained_run, t
     ckpt = trained_run / "checkpoints" / "last.ckpt"
     before = set((trained_run / "samples").glob("*.txt"))
     short = ["title=The Last Lighthouse", "num_samples=3", "seed=0", f"ckpt={ckpt}"]
-    texts = generate(compose_config(tmp_path, [*short, "max_new_tokens=5"], config_name="generate"))
-    assert texts.unfinished == (0, 1, 2)  # 5 characters cannot reach END_OF_MOVIE
+    results = generate_samples(compose_config(tmp_path, [*short, "max_new_tokens=5"], config_name="generate"))
+    assert [r.cut_off for r in results] == [True] * 3  # 5 characters cannot reach END_OF_MOVIE
+    texts = [r.text for r in results]
     out = capsys.readouterr().out
     assert "3 of 3 samples reached max_new_tokens=5 before END_OF_MOVIE" in out
     (saved,) = set((trained_run / "samples").glob("*.txt")) - before
@@ -143,17 +165,49 @@ def test_generate_says_which_samples_were_cut_off_before_the_stop(trained_run, t
     assert read_sample_file(saved).samples == list(texts)
 
 
-def test_only_samples_without_the_stop_count_as_cut_off(trained_run, monkeypatch):
-    run = load_run(trained_run / "checkpoints" / "last.ckpt")
-    template = Template(run.config.data.template.text, stop="END_OF_MOVIE")
+class ScriptedSampler(LanguageModelSampler):
+    """The trained model's prompts, stop and rendering, but each row writes a fixed text."""
+
+    def __init__(self, sampler: LanguageModelSampler, scripts: list[list[int]]) -> None:
+        super().__init__(sampler.net, sampler.conditions, sampler.tokenizer, sampler.template)
+        self.scripts = scripts
+
+    def decoder(self, use_cache: bool = True):  # noqa: ANN201
+        scripts, vocab = self.scripts, self.tokenizer.vocab_size
+
+        def forced(token: int) -> torch.Tensor:
+            logits = torch.full((vocab,), -1e9)
+            logits[token] = 0.0
+            return logits
+
+        class Decoder:
+            rows: list[list[int]] = []
+
+            def add_rows(self, rows):  # noqa: ANN001, ANN201
+                self.rows += [list(scripts[len(self.rows) + i]) for i in range(len(rows))]
+                return torch.stack([forced(row.pop(0)) for row in self.rows[-len(rows) :]])
+
+            def advance(self, tokens):  # noqa: ANN001, ANN201
+                return torch.stack([forced(row.pop(0) if row else 0) for row in self.rows])
+
+            def remove(self, rows):  # noqa: ANN001, ANN201
+                self.rows = [r for i, r in enumerate(self.rows) if i not in set(rows)]
+
+        return Decoder()
+
+
+def test_only_samples_without_the_stop_count_as_cut_off(trained_run):
+    model = load_model(trained_run / "checkpoints" / "last.ckpt")
     ends = " A storm.\nEND_OF_MOVIE\nThe"
     runs_on = (" and on" * 10)[: len(ends)]  # characters: one token each, as long as `ends`
-    written = torch.tensor([run.tokenizer.encode(text).tolist() for text in (runs_on, ends, runs_on)])
-    monkeypatch.setattr(language_model, "generate_tokens", lambda *args: written)
-    texts = run.module.generate_text(run.tokenizer, template, 3, SamplingSettings(), title="Up")
-    assert texts.unfinished == (0, 2)
-    assert texts[1].endswith("is:\n A storm.")  # cut where the model wrote the stop
-    assert texts[0].endswith(runs_on.rstrip())
+    scripts = [model.tokenizer.encode(text).tolist() for text in (runs_on, ends, runs_on)]
+    sampler = ScriptedSampler(model.sampler, scripts)
+    settings = SamplingSettings(max_new_tokens=len(ends))
+    results = generate_texts(sampler, [Request({"title": "Up"}, settings, i) for i in range(3)])
+    assert [r.cut_off for r in results] == [True, False, True]
+    assert results[1].text.endswith("is:\n A storm.")  # cut where the model wrote the stop
+    assert results[1].new_tokens == len(" A storm.\nEND_OF_MOVIE")  # and it stopped there
+    assert results[0].text.endswith(runs_on.rstrip())
 
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):

@@ -22,11 +22,12 @@ from collections import Counter
 
 import numpy as np
 import torch
-from hydra.utils import instantiate
 
-from movielab.checkpoint import load_run
+from movielab.checkpoint import load_model
+from movielab.cli.evaluate import reference_data
 from movielab.data.batching import padded_records
 from movielab.data.token_cache import TokenSplit
+from movielab.models.language_sampler import LanguageModelSampler
 
 SMOOTHING = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 
@@ -61,7 +62,7 @@ def ngram_loss(
 
 @torch.inference_mode()
 def model_loss(
-    module: torch.nn.Module, split: TokenSplit, max_length: int | None, genres: np.ndarray
+    model: LanguageModelSampler, split: TokenSplit, max_length: int | None, genres: np.ndarray
 ) -> float:
     """Token-weighted mean cross-entropy of the validation records with the given multi-hot genres."""
     total, count = 0.0, 0
@@ -69,9 +70,8 @@ def model_loss(
         rows = np.arange(begin, min(begin + 25, split.n_records))
         batch = padded_records(split, rows, max_length)
         batch["genres"] = torch.as_tensor(genres[rows])
-        loss, scored = module._loss(batch)
-        total += float(loss) * int(scored)
-        count += int(scored)
+        total -= float(model.sequence_log_likelihood(batch).sum())  # sum of -log p over the scored tokens
+        count += int((torch.cat([batch["inputs"][:, :1], batch["targets"]], dim=1) != -100).sum())
     return total / count
 
 
@@ -80,9 +80,9 @@ def main() -> None:
     parser.add_argument("ckpt")
     parser.add_argument("--max-n", type=int, default=4, help="longest n-gram model")
     args = parser.parse_args()
-    run = load_run(args.ckpt)
-    data = instantiate(run.config.data).prepare()
-    max_length = run.config.data.batching.get("max_length")
+    run = load_model(args.ckpt)
+    data = reference_data(run, None)
+    max_length = run.spec.net.config["block_size"] - len(run.spec.conditions)  # as training cut the rows
     true = np.asarray(data.val.values["genres"])
     permuted = true[np.random.default_rng(0).permutation(len(true))]
     print(f"{data.train.n_records} training / {data.val.n_records} validation records, {run.path}\n")
@@ -92,7 +92,7 @@ def main() -> None:
         ("this model, no genre", np.zeros_like(true)),
         ("this model, another record's genres", permuted),
     ):
-        print(f"| {label} | {model_loss(run.module, data.val, max_length, genres):.3f} |")
+        print(f"| {label} | {model_loss(run.sampler, data.val, max_length, genres):.3f} |")
     train, val = records(data.train), records(data.val)
     for n in range(1, args.max_n + 1):
         loss, k = ngram_loss(train, val, n, run.tokenizer.vocab_size)

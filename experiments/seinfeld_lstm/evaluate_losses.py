@@ -28,9 +28,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
 
-from movielab.checkpoint import load_run, read_checkpoint, require_same_data
+from movielab.checkpoint import load_model, read_checkpoint, require_same_data
+from movielab.cli.evaluate import reference_data
 from movielab.errors import user_errors_reported
 
 
@@ -89,12 +89,11 @@ def evaluate(
     max_tokens: int | None = None,
     last_word_stride: int | None = None,
 ) -> dict:
-    run = load_run(ckpt)
-    datamodule = instantiate(run.config.data)
-    data = datamodule.prepare()
+    run = load_model(ckpt)
+    data = reference_data(run, None)
     require_same_data(read_checkpoint(ckpt), str(ckpt), data.fingerprint)
-    net = run.module.net.eval()
-    block = int(run.config.model.net.config.block_size)
+    net = run.sampler.net.eval()
+    block = int(run.spec.net.config["block_size"])
     tokens = torch.from_numpy(getattr(data, split).tokens[:max_tokens].astype("int64"))
     losses = window_losses(net, tokens, block, batch_size)
     targets = tokens[1 : losses.numel() + 1]

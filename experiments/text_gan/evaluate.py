@@ -21,11 +21,11 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
-import torch
-from hydra.utils import instantiate
 
 from movielab import metrics
-from movielab.checkpoint import load_run
+from movielab.checkpoint import load_model
+from movielab.cli.evaluate import reference_data
+from movielab.generation import generate_texts, requests_for
 from movielab.sampling import SamplingSettings
 
 matplotlib.use("Agg")
@@ -80,10 +80,9 @@ def main() -> None:
     references = training = None
     for spec in args.run:
         name, path = spec.split("=", 1)
-        run = load_run(path)
+        run = load_model(path)
         tokenizer = run.tokenizer
-        datamodule = instantiate(run.config.data)
-        data = datamodule.prepare()
+        data = reference_data(run, None)
         run_references = [as_words(tokenizer, t) for t in split_sentences(tokenizer, data.val)]
         run_training = [as_words(tokenizer, t) for t in split_sentences(tokenizer, data.train)]
         if references is None:
@@ -95,12 +94,11 @@ def main() -> None:
             results.append({"model": "data (training sentences)", "temperature": None, **real_scores})
         elif run_references != references:
             raise SystemExit(f"{name}: other held-out sentences than the first run; use the same data config")
-        template = instantiate(run.config.data.template)
         for temperature in args.temperatures:
             settings = SamplingSettings(temperature=temperature, top_p=None, max_new_tokens=64)
-            generator = torch.Generator().manual_seed(args.seed)
             started = time.perf_counter()
-            texts = run.module.generate_text(tokenizer, template, args.samples, settings, generator)
+            requests = requests_for({}, settings, args.seed, args.samples)  # sample i: seed + i
+            texts = [r.text for r in generate_texts(run.sampler, requests)]
             seconds = time.perf_counter() - started
             samples = [as_words(tokenizer, t) for t in texts]
             row = {

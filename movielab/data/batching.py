@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 
+from movielab.data.contract import DataNeeds
 from movielab.data.token_cache import TokenSplit
 from movielab.errors import MovielabError
 
@@ -66,6 +67,14 @@ def windows_at(tokens: np.ndarray, starts: np.ndarray, block_size: int) -> Batch
     return {"inputs": windows[:, :-1], "targets": windows[:, 1:]}
 
 
+def _require_counts(options: object, names: tuple[str, ...]) -> None:
+    """Each named option is null or an integer of at least 1, or a one-line error naming it."""
+    for name in names:
+        value = getattr(options, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise MovielabError(f"data.batching.{name}={value!r} must be an integer of at least 1")
+
+
 def step_rng(seed: int, rank: int, step: int) -> np.random.Generator:
     return np.random.default_rng([seed, rank, step])
 
@@ -78,16 +87,31 @@ class WindowBatching:
     batches (the overfit debug preset).
     """
 
-    block_size: int
     batch_size: int
+    block_size: int | None = None  # default: the model's context (bound by connect)
     steps_per_epoch: int | None = None
     repeat_batches: int | None = None
     val_max_windows: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("block_size", "batch_size"):
-            if getattr(self, name) < 1:
-                raise MovielabError(f"data.batching.{name}={getattr(self, name)} must be at least 1")
+        _require_counts(
+            self, ("block_size", "batch_size", "steps_per_epoch", "repeat_batches", "val_max_windows")
+        )
+
+    def connected(self, needs: DataNeeds) -> WindowBatching:
+        """Windows as long as the model's context, unless data.batching.block_size says shorter."""
+        if self.block_size is None:
+            if needs.window_length is None:
+                raise MovielabError(
+                    "data.batching.block_size must be set: this model does not say its context"
+                )
+            return replace(self, block_size=needs.window_length)
+        if needs.window_length is not None and self.block_size > needs.window_length:
+            raise MovielabError(
+                f"data.batching.block_size={self.block_size} is longer than the model's context "
+                f"(model.net.config.block_size={needs.window_length})"
+            )
+        return self
 
     def _check_length(self, split: TokenSplit, name: str) -> None:
         if len(split.tokens) < self.block_size + 1:
@@ -136,22 +160,37 @@ def tokens_in(batch: Batch) -> int:
     return batch["inputs"].numel()
 
 
+def pad_rows(tokens: np.ndarray, starts: np.ndarray, lengths: np.ndarray, width: int | None = None) -> tuple:
+    """Rows tokens[starts[i] : starts[i] + lengths[i]] right-padded with 0 to `width` (default the
+    longest), in one indexing op: ids (rows, width) int64 and a mask (rows, width), True on real tokens.
+    The one padding helper: training batches, scored titles and classified texts all come through it."""
+    width = int(lengths.max()) if width is None else width
+    positions = np.arange(width)
+    real = positions[None, :] < lengths[:, None]
+    index = np.where(real, starts[:, None] + positions, 0)
+    ids = np.where(real, tokens[index] if len(tokens) else 0, 0).astype(np.int64)
+    return torch.from_numpy(ids), torch.from_numpy(real)
+
+
+def pad_id_lists(rows: Sequence[Sequence[int]], width: int | None = None) -> tuple:
+    """pad_rows for rows given as lists of ids."""
+    lengths = np.array([len(r) for r in rows], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    flat = np.concatenate([np.asarray(r, dtype=np.int64) for r in rows]) if rows else np.zeros(0, np.int64)
+    return pad_rows(flat, starts, lengths, width)
+
+
 def padded_records(split: TokenSplit, records: np.ndarray, max_length: int | None) -> Batch:
-    """Whole records as rows, right-padded, in one indexing op: inputs, next-token targets (-100 at
-    padding, so the loss ignores it), a padding mask (True on real input tokens) and the records'
-    values ("rating", ...). Records longer than max_length + 1 tokens are cut to fit."""
+    """Whole records as rows, right-padded: inputs, next-token targets (-100 at padding, so the loss
+    ignores it), a padding mask (True on real input tokens) and the records' values ("rating", ...).
+    Records longer than max_length + 1 tokens are cut to fit."""
     starts = split.offsets[records]
     lengths = split.offsets[records + 1] - starts
     if max_length is not None:
         lengths = np.minimum(lengths, max_length + 1)
-    width = int(lengths.max())
-    positions = np.arange(width)
-    real = positions[None, :] < lengths[:, None]
-    index = np.where(real, starts[:, None] + positions, 0)
-    tokens = torch.from_numpy(np.where(real, split.tokens[index], 0).astype(np.int64))
-    real_t = torch.from_numpy(real)
-    targets = tokens[:, 1:].masked_fill(~real_t[:, 1:], -100)
-    batch = {"inputs": tokens[:, :-1], "targets": targets, "padding_mask": real_t[:, :-1]}
+    tokens, real = pad_rows(split.tokens, starts, lengths)
+    targets = tokens[:, 1:].masked_fill(~real[:, 1:], -100)
+    batch = {"inputs": tokens[:, :-1], "targets": targets, "padding_mask": real[:, :-1]}
     for name, values in split.values.items():
         batch[name] = torch.from_numpy(np.asarray(values[records]))
     return batch
@@ -167,13 +206,23 @@ class RecordBatching:
     """
 
     batch_size: int
-    max_length: int | None = None
+    max_length: int | None = None  # default: what the model takes (bound by connect)
     pool_batches: int = 50
     repeat_batches: int | None = None
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise MovielabError(f"data.batching.batch_size={self.batch_size} must be at least 1")
+        _require_counts(self, ("batch_size", "max_length", "pool_batches", "repeat_batches"))
+
+    def connected(self, needs: DataNeeds) -> RecordBatching:
+        """Rows cut to what the model takes, unless data.batching.max_length says shorter."""
+        if self.max_length is None:
+            return replace(self, max_length=needs.record_length)
+        if needs.record_length is not None and self.max_length > needs.record_length:
+            raise MovielabError(
+                f"data.batching.max_length={self.max_length} is longer than the model takes: at most "
+                f"{needs.record_length} tokens (its block_size less one position per condition prefix)"
+            )
+        return self
 
     def epoch_plan(self, lengths: np.ndarray, seed: int, epoch: int) -> list[np.ndarray]:
         """The batches (arrays of record indices) of one epoch, in training order."""

@@ -9,6 +9,7 @@ from typing import Any
 
 import lightning as L
 
+from movielab.data.contract import DataFacts, DataNeeds
 from movielab.data.genres import GenreVocabulary
 from movielab.data.preparation import Reader, prepare_token_data
 from movielab.data.templates import Template
@@ -26,8 +27,9 @@ def bundled_sample(name: str) -> Path:
 class TextDataModule(L.LightningDataModule):
     """`path` is the user's file; without it the bundled `sample` is used and a line says so.
 
-    The token data is prepared by `setup()` (or `prepare()`, callable before a Trainer exists, so
-    the model can be sized from the tokenizer's vocabulary).
+    What the model needs is bound by `connect(needs)` before the data is prepared; the token data is
+    prepared by `setup()` (or `prepare()`, callable before a Trainer exists), and `facts()` is what
+    the model is then bound to (vocabulary, genres, rating scale).
     `rating_scale` [low, high] states the file's rating scale (e.g. [0, 10] for IMDb, [0.5, 5] for
     Letterboxd stars): rating-conditioned models read it, and ratings outside it are an error.
     """
@@ -65,6 +67,33 @@ class TextDataModule(L.LightningDataModule):
         self.max_tokens = max_tokens
         self.rating_scale = rating_scale
         self.data: TokenData | None = None
+
+    def connect(self, needs: DataNeeds) -> None:
+        """Bind what the model needs, once, before preparation (litgpt's DataModule.connect): batch
+        windows and rows as long as it takes, records it cannot hold dropped, its own tokenizer."""
+        if self.data is not None:
+            raise RuntimeError("connect() must come before the data is prepared")
+        self.batching = self.batching.connected(needs)
+        if needs.max_record_tokens is not None:
+            self.max_tokens = min(self.max_tokens or needs.max_record_tokens, needs.max_record_tokens)
+        if needs.tokenizer is not None and needs.tokenizer != self.tokenizer_spec:
+            log.info("The model brings its own tokenizer: %s", needs.tokenizer.kind)
+            self.tokenizer_spec = needs.tokenizer
+
+    def facts(self) -> DataFacts:
+        """What the prepared data tells the model: its tokenizer, genres and rating scale."""
+        data = self.prepare()
+        return DataFacts(
+            tokenizer=data.tokenizer,
+            genres=tuple(data.stats.get("genres", ())),
+            genres_below_min_count=int(data.stats.get("genres_below_min_count", 0)),
+            genre_min_count=self.genre_min_count,
+            rating_scale=None
+            if self.rating_scale is None
+            else (float(self.rating_scale[0]), float(self.rating_scale[1])),
+            batch_size=self.batching.batch_size,
+            train_genre_labels=data.train.values.get("genres"),
+        )
 
     def resolve_path(self) -> Path:
         if self.path is None:

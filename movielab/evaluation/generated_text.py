@@ -15,18 +15,18 @@ import re
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
-import torch
-from hydra.utils import instantiate
 
-from movielab.checkpoint import LoadedRun
 from movielab.data.genres import normalize_genres
 from movielab.data.records import Record
 from movielab.data.templates import Template
 from movielab.data.token_cache import TokenData
 from movielab.evaluation.training_texts import training_texts
-from movielab.metrics import bleu, copy_rate, distinct_n, ngram_novelty, self_bleu, words
+from movielab.metrics import KnownNgrams, ReferenceSet, distinct_n, self_bleu, words
+from movielab.models.genre_predictor import GenrePredictor
+from movielab.text_index import TextIndex
 
 
 def template_pattern(template: Template) -> re.Pattern:
@@ -91,6 +91,27 @@ class ReferenceTexts:
         self.training_bodies = [self.reader.body(t) for t in self.training]
         self.training_titles = [t for t in map(self.reader.title, self.training) if t is not None]
         self.heldout_bodies = [self.reader.body(t) for t in self.heldout]
+        self._known: dict[int, KnownNgrams] = {}
+        self._heldout_sets: dict[int, ReferenceSet] = {}
+
+    @cached_property
+    def training_index(self) -> TextIndex:
+        return TextIndex.from_texts(self.training)
+
+    @cached_property
+    def title_index(self) -> TextIndex:
+        return TextIndex.from_texts(self.training_titles)
+
+    def known_ngrams(self, n: int) -> KnownNgrams:
+        """The training bodies' n-grams, collected once for every sample set scored against them."""
+        if n not in self._known:
+            self._known[n] = KnownNgrams(self.training_bodies, n)
+        return self._known[n]
+
+    def heldout_set(self, n: int) -> ReferenceSet:
+        if n not in self._heldout_sets:
+            self._heldout_sets[n] = ReferenceSet(self.heldout_bodies, max_n=n)
+        return self._heldout_sets[n]
 
 
 def text_metrics(samples: Sequence[str], references: ReferenceTexts, n: int = 4) -> dict[str, float]:
@@ -100,41 +121,34 @@ def text_metrics(samples: Sequence[str], references: ReferenceTexts, n: int = 4)
     metrics = {
         "samples": len(samples),
         "words": float(np.mean([len(words(b)) for b in bodies])) if bodies else 0.0,
-        "copy_rate": copy_rate(samples, references.training),
+        "copy_rate": references.training_index.copy_rate(samples),
     }
     titles = [t for t in map(reader.title, samples) if t is not None]
     if titles and references.training_titles:
-        metrics["title_copy_rate"] = copy_rate(titles, references.training_titles)
-    metrics[f"novelty_{n}gram"] = ngram_novelty(bodies, references.training_bodies, n)
+        metrics["title_copy_rate"] = references.title_index.copy_rate(titles)
+    metrics[f"novelty_{n}gram"] = references.known_ngrams(n).novelty(bodies)
     metrics["distinct_1"] = distinct_n(bodies, 1)
     metrics["distinct_2"] = distinct_n(bodies, 2)
     metrics[f"self_bleu_{n}"] = self_bleu(bodies, n)
-    metrics[f"bleu_{n}"] = bleu(bodies, references.heldout_bodies, n)
+    metrics[f"bleu_{n}"] = references.heldout_set(n).bleu(bodies, n) if references.heldout_bodies else 0.0
     return metrics
 
 
 class GenreJudge:
     """A trained genre classifier asked whether samples read as the genres they were meant to have."""
 
-    def __init__(self, run: LoadedRun) -> None:
-        self.run = run
-        self.module = run.module
-        self.template: Template = instantiate(run.config.data.template)
+    def __init__(self, predictor: GenrePredictor) -> None:
+        self.predictor = predictor
 
     @property
     def genres(self) -> tuple[str, ...]:
-        return self.module.genres
+        return self.predictor.genres
 
     def recognition(self, records: Sequence[Record], requested: Sequence[Sequence[str]]) -> dict[str, float]:
         """genre_recall: share of the requested genres (that the classifier knows) it predicts;
         genre_top1: share of samples whose most probable genre is a requested one."""
-        probs = torch.cat(
-            [
-                self.module.genre_probabilities(self.run.tokenizer, self.template, records[i : i + 64])
-                for i in range(0, len(records), 64)
-            ]
-        ).cpu()
-        predicted = probs >= float(self.module.threshold)
+        probs = self.predictor.probabilities(records).cpu()
+        predicted = probs >= self.predictor.threshold
         column = {name: i for i, name in enumerate(self.genres)}
         found = asked = top_hits = judged = 0
         for row, genres in enumerate(requested):

@@ -20,14 +20,16 @@ import numpy as np
 import torch
 from torchmetrics.functional import spearman_corrcoef
 
-from movielab.data.templates import Template
+from movielab.data.batching import pad_id_lists
 from movielab.data.token_cache import TokenSplit
-from movielab.data.tokenizers import Tokenizer
-from movielab.evaluation.training_texts import TextIndex, record_texts
+from movielab.evaluation.training_texts import record_texts
+from movielab.generation import Request, generate_texts
 from movielab.metrics import distinct_n
 from movielab.models.conditioning import RATING_STEPS, RatingPrefix
-from movielab.models.language_model import CausalLanguageModel
+from movielab.models.language_sampler import LanguageModelSampler
+from movielab.models.modes import evaluating
 from movielab.sampling import SamplingSettings
+from movielab.text_index import TextIndex
 
 
 def spearman(recovered: list[float], requested: list[float]) -> float:
@@ -105,20 +107,14 @@ def default_ratings(encoder: RatingPrefix, count: int = 9) -> list[float]:
 def padded_rows(rows: list[np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
     """Token rows as a batch whose inputs hold every token (one padding column more than the
     longest row), so a one-token row still has its first token as input."""
-    width = max(len(r) for r in rows)
-    tokens = torch.zeros(len(rows), width + 1, dtype=torch.long)
-    real = torch.zeros(len(rows), width + 1, dtype=torch.bool)
-    for i, row in enumerate(rows):
-        tokens[i, : len(row)] = torch.as_tensor(row, dtype=torch.long)
-        real[i, : len(row)] = True
+    tokens, real = pad_id_lists(rows, width=max(len(r) for r in rows) + 1)
     targets = tokens[:, 1:].masked_fill(~real[:, 1:], -100)
     return {"inputs": tokens[:, :-1].to(device), "targets": targets.to(device)}
 
 
+@torch.inference_mode()
 def recover_ratings(
-    module: CausalLanguageModel,
-    tokenizer: Tokenizer,
-    template: Template,
+    model: LanguageModelSampler,
     titles: list[str],
     candidates: list[float],
     name: str = "rating",
@@ -127,24 +123,24 @@ def recover_ratings(
     """For each title, the candidate rating under which the model finds it most likely (each
     title scored as written followed by the template's stop)."""
     # a title longer than the context is scored by its beginning (the same for every candidate)
-    room = module.net.max_context - sum(encoder.n_positions for encoder in module.conditions.values())
-    encoded = [tokenizer.encode(title + (template.stop or ""))[:room] for title in titles]
+    room = model.net.max_context - sum(encoder.n_positions for encoder in model.conditions.values())
+    stop = model.template.stop or ""
+    encoded = [model.tokenizer.encode(title + stop)[:room] for title in titles]
     pairs = [(i, c) for i in range(len(titles)) for c in range(len(candidates))]
     scores = torch.empty(len(titles), len(candidates))
-    for begin in range(0, len(pairs), batch_rows):
-        chunk = pairs[begin : begin + batch_rows]
-        batch = padded_rows([encoded[i] for i, _ in chunk], module.device)
-        batch[name] = torch.tensor([candidates[c] for _, c in chunk], device=module.device)
-        likelihood = module.sequence_log_likelihood(batch).cpu()
-        for (i, c), value in zip(chunk, likelihood.tolist(), strict=True):
-            scores[i, c] = value
+    with evaluating(model.net, *model.conditions.values()):
+        for begin in range(0, len(pairs), batch_rows):
+            chunk = pairs[begin : begin + batch_rows]
+            batch = padded_rows([encoded[i] for i, _ in chunk], model.device)
+            batch[name] = torch.tensor([candidates[c] for _, c in chunk], device=model.device)
+            likelihood = model.sequence_log_likelihood(batch).cpu()
+            for (i, c), value in zip(chunk, likelihood.tolist(), strict=True):
+                scores[i, c] = value
     return [candidates[j] for j in scores.argmax(dim=1).tolist()]
 
 
 def heldout_spearman(
-    module: CausalLanguageModel,
-    tokenizer: Tokenizer,
-    template: Template,
+    model: LanguageModelSampler,
     split: TokenSplit,
     candidates: list[float],
     name: str = "rating",
@@ -154,16 +150,14 @@ def heldout_spearman(
     of its rating a real title reveals to this model, the yardstick for the generated titles'."""
     ratings = np.asarray(split.values[name], dtype=np.float64)
     rows = np.flatnonzero(~np.isnan(ratings))[:limit]
-    texts = record_texts(tokenizer, split, template)
+    texts = record_texts(model.tokenizer, split, model.template)
     titles = [texts[i] for i in rows]
-    recovered = recover_ratings(module, tokenizer, template, titles, candidates, name)
+    recovered = recover_ratings(model, titles, candidates, name)
     return spearman(recovered, ratings[rows].tolist())
 
 
 def evaluate_rating_conditioning(
-    module: CausalLanguageModel,
-    tokenizer: Tokenizer,
-    template: Template,
+    model: LanguageModelSampler,
     settings: SamplingSettings,
     ratings: list[float] | None = None,
     samples_per_rating: int = 20,
@@ -172,19 +166,18 @@ def evaluate_rating_conditioning(
     name: str = "rating",
     heldout: TokenSplit | None = None,
 ) -> RatingEvaluation:
-    """Sample `samples_per_rating` titles at each rating (default: 9 across those seen in training)
-    in one batch, recover their ratings, and measure copies of training titles and diversity; with
-    a `heldout` split (validation), also the yardstick Spearman on its real titles."""
-    encoder = module.conditions[name]
+    """Sample `samples_per_rating` titles at each rating (default: 9 across those seen in training),
+    recover their ratings, and measure copies of training titles and diversity; with a `heldout`
+    split (validation), also the yardstick Spearman on its real titles. Sample i has seed seed + i."""
+    encoder = model.conditions[name]
     ratings = sorted(float(r) for r in ratings) if ratings else default_ratings(encoder)
     requested = [r for r in ratings for _ in range(samples_per_rating)]
-    generator = torch.Generator(device=module.device).manual_seed(seed)
-    titles = module.generate_text(
-        tokenizer, template, len(requested), settings, generator, **{name: requested}
-    )
-    recovered = recover_ratings(module, tokenizer, template, titles, ratings, name)
+    requests = [Request({name: r}, settings, seed + i) for i, r in enumerate(requested)]
+    with evaluating(model.net, *model.conditions.values()):
+        titles = [result.text for result in generate_texts(model, requests, device=model.device)]
+    recovered = recover_ratings(model, titles, ratings, name)
     copy_rate = index.copy_rate(titles) if index is not None else None
     yardstick = None
     if heldout is not None:
-        yardstick = heldout_spearman(module, tokenizer, template, heldout, ratings, name)
+        yardstick = heldout_spearman(model, heldout, ratings, name)
     return RatingEvaluation(requested, recovered, titles, copy_rate, yardstick)

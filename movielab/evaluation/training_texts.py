@@ -1,59 +1,19 @@
-"""Fingerprints of the training texts, kept in checkpoints, to spot generated copies of them.
-
-A text's fingerprint is 8 bytes of a hash of the text as movielab.metrics.copy_rate compares it
-(case and spacing ignored), so a checkpoint carries 8 bytes a training record instead of the
-data, and `generate avoid_training_titles=true` or the conditioning evaluation need nothing else.
-"""
+"""A run's records as generation prints them, and the index of its training texts a checkpoint keeps."""
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable, Sequence
-from pathlib import Path
-from typing import Any
+import logging
 
-import lightning as L
-import torch
-
-from movielab.checkpoint import read_checkpoint
 from movielab.data.templates import Template
 from movielab.data.token_cache import TokenData, TokenSplit
 from movielab.data.tokenizers import Tokenizer
-from movielab.errors import MovielabError
-from movielab.metrics import normalize
+from movielab.text_index import TextIndex
 
+log = logging.getLogger(__name__)
 
-def fingerprint(text: str) -> int:
-    digest = hashlib.blake2b(normalize(text).encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "little", signed=True)
-
-
-class TextIndex:
-    """A set of texts by fingerprint: `text in index`, and the copy rate of samples."""
-
-    def __init__(self, fingerprints: Iterable[int]) -> None:
-        self.fingerprints = frozenset(int(f) for f in fingerprints)
-
-    @classmethod
-    def from_texts(cls, texts: Iterable[str]) -> TextIndex:
-        return cls(fingerprint(t) for t in texts)
-
-    def __contains__(self, text: object) -> bool:
-        return isinstance(text, str) and fingerprint(text) in self.fingerprints
-
-    def __len__(self) -> int:
-        return len(self.fingerprints)
-
-    def copy_rate(self, samples: Sequence[str]) -> float:
-        """Share of samples that are a training text: movielab.metrics.copy_rate, by fingerprint."""
-        return sum(s in self for s in samples) / max(1, len(samples))
-
-    def to_tensor(self) -> torch.Tensor:
-        return torch.tensor(sorted(self.fingerprints), dtype=torch.int64)
-
-    @classmethod
-    def from_tensor(cls, tensor: torch.Tensor) -> TextIndex:
-        return cls(tensor.tolist())
+# above this many training tokens the index is not built: decoding every record would take longer
+# than a short run (about 15 s at this size on one core); copy flags are then unavailable
+MAX_INDEXED_TOKENS = 50_000_000
 
 
 def record_texts(tokenizer: Tokenizer, split: TokenSplit, template: Template) -> list[str]:
@@ -71,31 +31,12 @@ def training_texts(data: TokenData, template: Template) -> list[str]:
     return record_texts(data.tokenizer, data.train, template)
 
 
-class TrainingTextIndex(L.Callback):
-    """Puts the fingerprints of the training texts into every checkpoint (as this callback's state)."""
-
-    def __init__(self) -> None:
-        self.index: TextIndex | None = None
-
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        datamodule = trainer.datamodule
-        if self.index is None and datamodule is not None:
-            self.index = TextIndex.from_texts(training_texts(datamodule.prepare(), datamodule.template))
-
-    def state_dict(self) -> dict[str, Any]:
-        return {} if self.index is None else {"fingerprints": self.index.to_tensor()}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if "fingerprints" in state_dict:
-            self.index = TextIndex.from_tensor(state_dict["fingerprints"])
-
-
-def load_training_index(checkpoint_path: str | Path) -> TextIndex:
-    """The training-text fingerprints a checkpoint carries, or a one-line error saying how to get them."""
-    state = read_checkpoint(checkpoint_path).get("callbacks", {}).get(TrainingTextIndex.__qualname__, {})
-    if "fingerprints" not in state:
-        raise MovielabError(
-            f"{checkpoint_path} holds no index of its training texts: train with the "
-            "movielab.evaluation.TrainingTextIndex callback (callbacks=title_transformer does)"
+def training_index(data: TokenData, template: Template) -> TextIndex | None:
+    """The fingerprints of the training texts (None for a training split too large to index)."""
+    if len(data.train.tokens) > MAX_INDEXED_TOKENS:
+        log.info(
+            "%d training tokens: no index of the training texts in the checkpoints (copy flags off)",
+            len(data.train.tokens),
         )
-    return TextIndex.from_tensor(state["fingerprints"])
+        return None
+    return TextIndex.from_texts(training_texts(data, template))

@@ -3,25 +3,27 @@
 A conditioned model sees `[prefix] + tokens`: each encoder turns its batch value (batch["rating"],
 ...) into `n_positions` embeddings that occupy the first positions, and the output at the last
 prefix position predicts the first token. Encoders are kept in a dict keyed by the batch value
-they read (CausalLanguageModel(conditions={"rating": RatingPrefix(...), "genres": ...})), their
-prefixes concatenated in that order; the same name is the generation option (rating=7.8).
+they read (model.conditions: {"rating": RatingPrefix, "genres": GenrePrefix}), their prefixes
+concatenated in that order; the same name is the prompt field (rating=7.8).
 
-A new condition is a ConditionEncoder subclass with `forward(values) -> (batch, n_positions,
-d_model)` and `request(value, num_samples, name)`, which checks a user's value and returns the batch
-of values `forward` takes.
+A new condition is a ConditionEncoder subclass with a dataclass config, `forward(values) ->
+(batch, n_positions, d_model)`, `value(given, name)`, which checks a user's value and returns one
+row of what `forward` takes, and `prompt_field(name)`, which describes that value to a user;
+register it in movielab.models.registry.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from movielab.errors import MovielabError
+from movielab.generation import PromptField
 
 RATING_STEPS = 100  # the rating scale is cut into 0.0, 0.1, ..., 10.0: 101 buckets
 
@@ -35,9 +37,32 @@ class ConditionEncoder(nn.Module, ABC):
     def forward(self, values: torch.Tensor) -> torch.Tensor: ...
 
     @abstractmethod
-    def request(self, value: Any, num_samples: int, name: str) -> torch.Tensor:
-        """A generation option's value (None when not given) as the values of `num_samples` rows,
-        with a one-line MovielabError naming the option `name` when the value is not acceptable."""
+    def value(self, given: Any, name: str) -> torch.Tensor:
+        """A prompt's value (None when not given) as one row of `forward`'s input, with a one-line
+        MovielabError naming the field `name` when the value is not acceptable."""
+
+    @abstractmethod
+    def prompt_field(self, name: str) -> PromptField: ...
+
+
+@dataclass
+class RatingPrefixConfig:
+    """`scale` is the data's rating scale [low, high] (bound from data.rating_scale)."""
+
+    d_model: int
+    scale: tuple[float, float] = (0.0, 10.0)
+    drop_prob: float = 0.0
+    scalar: bool = True
+
+    def __post_init__(self) -> None:
+        scale = tuple(self.scale) if isinstance(self.scale, list | tuple) else ()
+        if len(scale) != 2 or not all(isinstance(v, int | float) for v in scale) or not scale[0] < scale[1]:
+            raise MovielabError(
+                f"data.rating_scale={list(scale) or self.scale} must be [low, high] with low < high"
+            )
+        self.scale = (float(scale[0]), float(scale[1]))
+        if not 0.0 <= self.drop_prob < 1.0:
+            raise MovielabError(f"model.conditions.rating.drop_prob={self.drop_prob} must be in [0, 1)")
 
 
 class RatingPrefix(ConditionEncoder):
@@ -52,14 +77,10 @@ class RatingPrefix(ConditionEncoder):
     on, so evaluation can ask for ratings the model has seen.
     """
 
-    def __init__(
-        self, d_model: int, scale: Sequence[float] = (0.0, 10.0), drop_prob: float = 0.0, scalar: bool = True
-    ) -> None:
+    def __init__(self, config: RatingPrefixConfig) -> None:
         super().__init__()
-        if len(scale) != 2 or not float(scale[0]) < float(scale[1]):
-            raise MovielabError(f"data.rating_scale={list(scale)} must be [low, high] with low < high")
-        if not 0.0 <= drop_prob < 1.0:
-            raise MovielabError(f"rating drop_prob={drop_prob} must be in [0, 1)")
+        self.config = config
+        d_model, scale, drop_prob, scalar = config.d_model, config.scale, config.drop_prob, config.scalar
         self.low, self.high = float(scale[0]), float(scale[1])
         self.drop_prob = drop_prob
         self.unknown = RATING_STEPS + 1
@@ -97,18 +118,19 @@ class RatingPrefix(ConditionEncoder):
             embedded = embedded + self.scalar(place.unsqueeze(-1)) * known
         return embedded.unsqueeze(1)
 
-    def request(self, value: Any, num_samples: int, name: str = "rating") -> torch.Tensor:
-        """`rating=7.8` for every sample, a list with one rating per sample, or None (unconditioned)."""
-        device = self.embedding.weight.device
-        if value is None:
-            return torch.full((num_samples,), math.nan, device=device)
-        values = [value] if isinstance(value, str) or not hasattr(value, "__iter__") else list(value)
-        if len(values) not in (1, num_samples):
-            raise MovielabError(
-                f"{name} has {len(values)} values: give one, or one per sample (num_samples={num_samples})"
-            )
-        ratings = [self._checked(v, name) for v in values]
-        return torch.tensor(ratings * (num_samples if len(ratings) == 1 else 1), device=device)
+    def value(self, given: Any, name: str = "rating") -> torch.Tensor:
+        """`rating=7.8`, or None: "rating unknown" (unconditioned)."""
+        rating = math.nan if given is None else self._checked(given, name)
+        return torch.tensor(rating, device=self.embedding.weight.device)
+
+    def prompt_field(self, name: str = "rating") -> PromptField:
+        return PromptField(
+            name,
+            "number",
+            f"the rating, on the training data's scale [{self.low:g}, {self.high:g}]",
+            self.low,
+            self.high,
+        )
 
     def _checked(self, value: Any, name: str) -> float:
         low, high = f"{self.low:g}", f"{self.high:g}"
@@ -125,33 +147,3 @@ class RatingPrefix(ConditionEncoder):
         if not self.low <= rating <= self.high:
             raise MovielabError(f"{name}={value!r} is outside this model's rating scale [{low}, {high}]")
         return rating
-
-
-class PrefixedDecoder:
-    """A net bound to a batch of prefixes, seen by movielab.sampling as a plain decoder whose
-    prompt (possibly empty) follows the prefix; when the sampling loop restarts the cache at
-    position 0, the prefix is fed again, so the condition holds for the whole sample."""
-
-    def __init__(self, net: nn.Module, prefix: torch.Tensor) -> None:
-        self.net = net
-        self.prefix = prefix
-        self.max_context = net.max_context - prefix.size(1)
-        if self.max_context < 2:
-            raise MovielabError(
-                f"model.net.config.block_size={net.max_context} leaves no room after a prefix of "
-                f"{prefix.size(1)} positions"
-            )
-
-    def __call__(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.net(idx, prefix=self.prefix)
-
-    def begin_decoding(self, batch_size: int) -> None:
-        self.net.begin_decoding(batch_size)
-
-    def decode_step(self, idx: torch.Tensor, start: int) -> torch.Tensor:
-        if start == 0:
-            return self.net.decode_step(idx, 0, prefix=self.prefix)
-        return self.net.decode_step(idx, start + self.prefix.size(1))
-
-    def end_decoding(self) -> None:
-        self.net.end_decoding()

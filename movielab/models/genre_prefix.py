@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -10,7 +10,29 @@ from torch import nn
 
 from movielab.data.genres import GenreVocabulary
 from movielab.errors import MovielabError
+from movielab.generation import PromptField
 from movielab.models.conditioning import ConditionEncoder
+
+
+@dataclass
+class GenrePrefixConfig:
+    """`genres`: the training split's genre vocabulary (bound from the data)."""
+
+    d_model: int
+    genres: tuple[str, ...] = ()
+    drop_prob: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.genres = tuple(self.genres)
+        if not self.genres:
+            raise MovielabError(
+                "a genre-conditioned model needs genres, and the training data has none: use a data config "
+                "with a genres column (e.g. data=imdb1000_plots) or map one with data.reader.columns.genres"
+            )
+        if not all(isinstance(g, str) for g in self.genres):
+            raise MovielabError(f"genres must be names, got {list(self.genres)[:5]}")
+        if not 0.0 <= self.drop_prob < 1.0:
+            raise MovielabError(f"model.conditions.genres.drop_prob={self.drop_prob} must be in [0, 1)")
 
 
 class GenrePrefix(ConditionEncoder):
@@ -21,15 +43,10 @@ class GenrePrefix(ConditionEncoder):
     also learns to write without genres (generation without `genres=`).
     """
 
-    def __init__(self, d_model: int, genres: Sequence[str], drop_prob: float = 0.0) -> None:
+    def __init__(self, config: GenrePrefixConfig) -> None:
         super().__init__()
-        if not genres:
-            raise MovielabError(
-                "a genre-conditioned model needs genres, and the training data has none: use a data config "
-                "with a genres column (e.g. data=imdb1000_plots) or map one with data.reader.columns.genres"
-            )
-        if not 0.0 <= drop_prob < 1.0:
-            raise MovielabError(f"genres drop_prob={drop_prob} must be in [0, 1)")
+        self.config = config
+        d_model, genres, drop_prob = config.d_model, config.genres, config.drop_prob
         self.vocabulary = GenreVocabulary(tuple(genres))
         self.drop_prob = drop_prob
         self.genre_embeddings = nn.Parameter(torch.randn(len(genres), d_model) * 0.02)
@@ -45,22 +62,19 @@ class GenrePrefix(ConditionEncoder):
         mean = hot @ self.genre_embeddings / counts.clamp(min=1.0)
         return torch.where(counts > 0, mean, self.no_genre).unsqueeze(1)
 
-    def request(self, value: Any, num_samples: int, name: str = "genres") -> torch.Tensor:
-        """`genres=[horror,comedy]` (or "horror") for every sample, one list per sample, or None
-        (no genre). Unknown names: a one-line error listing the genres this model knows."""
+    def value(self, given: Any, name: str = "genres") -> torch.Tensor:
+        """`genres=[horror,comedy]` (or "horror"), or None: no genre. Unknown names: a one-line
+        error listing the genres this model knows."""
         device = self.genre_embeddings.device
-        if value is None:
-            return torch.zeros(num_samples, len(self.vocabulary), device=device)
-        if isinstance(value, str):
-            rows = [[value]]
-        else:
-            items = list(value)
-            per_sample = bool(items) and all(not isinstance(item, str) for item in items)
-            rows = [list(item) for item in items] if per_sample else [items]
-        if len(rows) not in (1, num_samples):
+        if given is None:
+            return torch.zeros(len(self.vocabulary), device=device)
+        names = [given] if isinstance(given, str) else list(given)
+        if not all(isinstance(n, str) for n in names):
             raise MovielabError(
-                f"{name} has {len(rows)} genre lists: give one, or one per sample (num_samples={num_samples})"
+                f"{name}={given!r} must be genre names; this model knows: {', '.join(self.vocabulary.names)}"
             )
-        hot = self.vocabulary.multi_hot([self.vocabulary.require_known(row, name) for row in rows])
-        values = torch.as_tensor(hot, device=device)
-        return values.expand(num_samples, -1).clone() if len(rows) == 1 else values
+        hot = self.vocabulary.multi_hot([self.vocabulary.require_known(names, name)])
+        return torch.as_tensor(hot[0], device=device)
+
+    def prompt_field(self, name: str = "genres") -> PromptField:
+        return PromptField(name, "choices", "genres the text should have", choices=self.vocabulary.names)

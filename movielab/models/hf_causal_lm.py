@@ -1,30 +1,27 @@
 """A pretrained Hugging Face causal LM (GPT-2 family) as a movielab net, fine-tuned by the same
-CausalLanguageModel, datamodule, templates, sampling loop and evaluation as movielab's own GPT.
+LanguageModel module, datamodule, templates, sampling and evaluation as movielab's own GPT.
 
-Needs the optional extra: pip install -e ".[hf]". The net speaks movielab's decoding protocol
-(begin_decoding / decode_step / end_decoding, with the model's own key-value cache) and takes
-condition prefixes (`prefix=`) as input embeddings, so genre or rating conditions work too.
+Needs the optional extra: pip install -e ".[hf]". The net takes condition prefixes (`prefix=`) as
+input embeddings, so genre or rating conditions work too, and decodes rows one by one with the
+model's own key-value cache.
 
-Checkpoints stay self-describing: the model's architecture (its config, plain JSON) is saved as
-the net's extra state, so a checkpoint loads where the pretrained files are not available.
+Checkpoints stay plain data: the model's architecture (its config, JSON) is stored in the
+checkpoint's description, so loading one builds the model from it and never reads the
+pretrained folder (nor anything else a checkpoint could name).
 """
 
 from __future__ import annotations
 
 import inspect
 import json
-import logging
-from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from movielab.decoding import RowByRowDecoder
 from movielab.errors import MovielabError
-from movielab.models.conditioning import ConditionEncoder
-from movielab.models.language_model import CausalLanguageModel
-
-log = logging.getLogger(__name__)
 
 
 def _transformers() -> Any:
@@ -37,101 +34,121 @@ def _transformers() -> Any:
     return transformers
 
 
-class HFCausalLM(nn.Module):
-    """`pretrained`: a local folder or a hub name (downloads only where allowed: HF_HUB_OFFLINE=1
-    forbids them). If it cannot be loaded, the net is rebuilt from a checkpoint's saved architecture
-    when one is loaded, and otherwise raises a one-line error when used."""
+@dataclass
+class HFCausalLMConfig:
+    """`pretrained`: a local folder or a hub name, read when training starts; `architecture`: the
+    model's config as JSON, filled from it and what a checkpoint is rebuilt from."""
 
-    def __init__(self, pretrained: str, vocab_size: int | None = None) -> None:
-        super().__init__()
-        self.pretrained = str(pretrained)
-        self.model: nn.Module | None = None
-        self.load_error: str | None = None
-        transformers = _transformers()
-        try:
-            self.model = transformers.AutoModelForCausalLM.from_pretrained(self.pretrained)
-        except (OSError, ValueError) as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            self.load_error = reason[:200]
-            log.info(
-                "model.pretrained=%s not loaded (%s); expecting a checkpoint's architecture",
-                pretrained,
-                reason,
-            )
-            return
-        self.model.train()  # from_pretrained returns it in eval mode, which would switch dropout off
-        if vocab_size is not None and vocab_size > self.model.get_input_embeddings().num_embeddings:
-            self.model.resize_token_embeddings(vocab_size)
+    pretrained: str | None = None
+    vocab_size: int | None = None
+    architecture: dict[str, Any] | None = None
 
-    @property
-    def hf_model(self) -> nn.Module:
-        if self.model is None:
+    def __post_init__(self) -> None:
+        if self.architecture is None and not self.pretrained:
             raise MovielabError(
-                f"cannot load the pretrained model model.pretrained={self.pretrained}: {self.load_error}"
+                "model.net.config.pretrained is required: a local folder (save_pretrained) or a hub name"
             )
-        return self.model
+        if self.architecture is not None:
+            if not isinstance(self.architecture.get("model_type"), str):
+                raise MovielabError("the Hugging Face architecture has no model_type")
+            if "auto_map" in self.architecture:
+                raise MovielabError("the Hugging Face architecture names remote code (auto_map): refused")
+
+
+class HFCausalLM(nn.Module):
+    """Built from `config.architecture` when given (a checkpoint), else from the pretrained files."""
+
+    def __init__(self, config: HFCausalLMConfig) -> None:
+        super().__init__()
+        transformers = _transformers()
+        if config.architecture is not None:
+            fields = dict(config.architecture)
+            model_type = fields.pop("model_type")
+            try:
+                hf_config = transformers.AutoConfig.for_model(model_type, **fields)
+            except ValueError as exc:
+                raise MovielabError(f"unknown Hugging Face model_type '{model_type}': {exc}") from None
+            self.model = transformers.AutoModelForCausalLM.from_config(hf_config)
+        else:
+            try:
+                self.model = transformers.AutoModelForCausalLM.from_pretrained(config.pretrained)
+            except (OSError, ValueError) as exc:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise MovielabError(
+                    f"cannot load model.net.config.pretrained={config.pretrained}: {reason[:200]}"
+                ) from None
+            self.model.train()  # from_pretrained returns eval mode, which would switch dropout off
+        if (
+            config.vocab_size is not None
+            and config.vocab_size > self.model.get_input_embeddings().num_embeddings
+        ):
+            self.model.resize_token_embeddings(config.vocab_size)
+        self.config = HFCausalLMConfig(
+            config.pretrained, config.vocab_size, json.loads(self.model.config.to_json_string())
+        )
 
     @property
     def max_context(self) -> int | None:
-        config = self.hf_model.config
+        config = self.model.config
         return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
 
-    def get_extra_state(self) -> dict[str, Any]:
-        """The architecture as plain JSON (checkpoints load with weights_only=True)."""
-        return {"hf_config": json.loads(self.hf_model.config.to_json_string())}
-
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        if self.model is not None:
-            return
-        transformers = _transformers()
-        config = dict(state["hf_config"])
-        hf_config = transformers.AutoConfig.for_model(config.pop("model_type"), **config)
-        self.model = transformers.AutoModelForCausalLM.from_config(hf_config)
-        self.model.train(self.training)
+    @property
+    def prefix_width(self) -> int:
+        return self.model.get_input_embeddings().embedding_dim
 
     def _embedded(self, idx: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
-        tokens = self.hf_model.get_input_embeddings()(idx)
+        tokens = self.model.get_input_embeddings()(idx)
         return torch.cat([prefix.to(tokens.dtype), tokens], dim=1)
 
     def forward(self, idx: torch.Tensor, prefix: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (batch, time, vocab); with a prefix, from the prefix's last position on (time + 1)."""
         if prefix is None:
-            return self.hf_model(input_ids=idx).logits
-        logits = self.hf_model(inputs_embeds=self._embedded(idx, prefix)).logits
+            return self.model(input_ids=idx).logits
+        logits = self.model(inputs_embeds=self._embedded(idx, prefix)).logits
         return logits[:, prefix.size(1) - 1 :]
 
     @property
     def cache_argument(self) -> str:
         """transformers 5 calls the key-value cache `cache`; 4.x called it `past_key_values`."""
-        parameters = inspect.signature(self.hf_model.forward).parameters
+        parameters = inspect.signature(self.model.forward).parameters
         return "cache" if "cache" in parameters else "past_key_values"
 
-    def begin_decoding(self, batch_size: int) -> None:
-        self._past = None
-        self._cache_name = self.cache_argument
-
-    def decode_step(self, idx: torch.Tensor, start: int, prefix: torch.Tensor | None = None) -> torch.Tensor:
-        """Feed idx after the cached positions (start 0 restarts the cache); last position's logits."""
-        if start == 0:
-            self._past = None
-        inputs = {"input_ids": idx} if prefix is None else {"inputs_embeds": self._embedded(idx, prefix)}
-        output = self.hf_model(**inputs, **{self._cache_name: self._past}, use_cache=True)
-        self._past = getattr(output, self._cache_name)
-        return output.logits[:, -1]
-
-    def end_decoding(self) -> None:
-        self._past = None
+    def decoder(self) -> RowByRowDecoder:
+        """Rows decoded one by one, each with the model's own cache (restarted from the last half
+        context when the context is full, as movielab's GPT does)."""
+        return RowByRowDecoder(lambda ids, prefix, generator: _HFRow.started(self, ids, prefix))
 
 
-class HFLanguageModel(CausalLanguageModel):
-    """CausalLanguageModel over HFCausalLM(pretrained): `model.pretrained=PATH` is all it needs."""
+class _HFRow:
+    def __init__(self, net: HFCausalLM, ids: torch.Tensor, prefix: torch.Tensor | None) -> None:
+        self.net, self.history, self.prefix = net, ids.tolist(), prefix
+        self.device = ids.device
+        self.cache_name = net.cache_argument
+        self.context = (net.max_context or 10**9) - (0 if prefix is None else prefix.size(0))
+        self.past: Any = None
+        self.fed = 0
 
-    def __init__(
-        self,
-        pretrained: str,
-        optimizer: Callable[..., torch.optim.Optimizer],
-        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
-        vocab_size: int | None = None,
-        conditions: Mapping[str, ConditionEncoder] | None = None,
-    ) -> None:
-        super().__init__(HFCausalLM(pretrained, vocab_size), optimizer, scheduler, conditions=conditions)
+    @classmethod
+    def started(cls, net: HFCausalLM, ids: torch.Tensor, prefix: torch.Tensor | None) -> tuple:
+        row = cls(net, ids, prefix)
+        return row.restart(row.history[-row.context :]), row
+
+    def restart(self, ids: list[int]) -> torch.Tensor:
+        idx = torch.tensor([ids], dtype=torch.long, device=self.device)
+        if self.prefix is None:
+            inputs = {"input_ids": idx}
+        else:
+            inputs = {"inputs_embeds": self.net._embedded(idx, self.prefix[None])}
+        return self._run(inputs, None, len(ids))
+
+    def _run(self, inputs: dict, past: Any, fed: int) -> torch.Tensor:
+        output = self.net.model(**inputs, **{self.cache_name: past}, use_cache=True)
+        self.past, self.fed = getattr(output, self.cache_name), fed
+        return output.logits[0, -1]
+
+    def feed(self, token: int) -> torch.Tensor:
+        self.history.append(token)
+        if self.fed + 1 > self.context:
+            return self.restart(self.history[-(self.context // 2) :])
+        idx = torch.tensor([[token]], dtype=torch.long, device=self.device)
+        return self._run({"input_ids": idx}, self.past, self.fed + 1)

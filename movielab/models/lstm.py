@@ -6,11 +6,13 @@ step instead of a re-run over the window (the reference re-ran the last 10 words
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from movielab.decoding import RowDecoderBase
 from movielab.errors import MovielabError
 
 State = tuple[torch.Tensor, torch.Tensor]
@@ -49,6 +51,7 @@ class LSTM(nn.Module):
     """
 
     max_context: int | None = None  # the state summarises any length of history
+    prefix_width: int | None = None  # it takes no condition prefix
 
     def __init__(self, config: LSTMConfig) -> None:
         super().__init__()
@@ -73,7 +76,6 @@ class LSTM(nn.Module):
             # output layer's first logits tens of nats apart
             nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
             self.head.weight = self.embedding.weight
-        self._state: State | None = None
 
     def run(self, idx: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """Logits for every position, and the state after the last one (None = zeros)."""
@@ -83,15 +85,45 @@ class LSTM(nn.Module):
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         return self.run(idx)[0]
 
-    # Incremental decoding (the protocol movielab.sampling drives)
-    def begin_decoding(self, batch_size: int) -> None:
-        self._state = None
+    def decoder(self) -> LSTMDecoder:
+        return LSTMDecoder(self)
 
-    def decode_step(self, idx: torch.Tensor, start: int) -> torch.Tensor:
-        """Feed `idx` (batch, time) after everything fed so far; logits of its last position.
-        `start` is not needed: the carried state already knows how much came before."""
-        logits, self._state = self.run(idx, self._state)
+
+class LSTMDecoder(RowDecoderBase):
+    """Rows of an LSTM decoded together: each row's (h, c) state is its whole history, so a new
+    word costs one LSTM step however long the row is (the reference re-ran the last 10 words).
+    Rows added together with prompts of one length are fed in one batch."""
+
+    def __init__(self, lstm: LSTM) -> None:
+        self.lstm = lstm
+        self.state: State | None = None  # (h, c), each (n_layer, rows, hidden_dim)
+
+    def add_rows(self, rows: Sequence[tuple[torch.Tensor, torch.Tensor | None, object]]) -> torch.Tensor:
+        if any(prefix is not None for _, prefix, _ in rows):
+            raise ValueError("the LSTM takes no prefix conditions")
+        groups: dict[int, list[int]] = {}
+        for i, (ids, _, _) in enumerate(rows):
+            groups.setdefault(len(ids), []).append(i)
+        logits: list[torch.Tensor | None] = [None] * len(rows)
+        states: list[State | None] = [None] * len(rows)
+        for members in groups.values():
+            out, (h, c) = self.lstm.run(torch.stack([rows[i][0] for i in members]))
+            for j, i in enumerate(members):
+                logits[i], states[i] = out[j, -1], (h[:, j : j + 1], c[:, j : j + 1])
+        h = torch.cat([s[0] for s in states], dim=1)
+        c = torch.cat([s[1] for s in states], dim=1)
+        if self.state is not None:
+            h, c = torch.cat([self.state[0], h], dim=1), torch.cat([self.state[1], c], dim=1)
+        self.state = (h, c)
+        return torch.stack(logits)
+
+    def advance(self, tokens: torch.Tensor) -> torch.Tensor:
+        logits, self.state = self.lstm.run(tokens[:, None], self.state)
         return logits[:, -1]
 
-    def end_decoding(self) -> None:
-        self._state = None
+    def remove(self, rows: list[int]) -> None:
+        if self.state is None:
+            return
+        gone = set(rows)
+        keep = [i for i in range(self.state[0].size(1)) if i not in gone]
+        self.state = (self.state[0][:, keep], self.state[1][:, keep]) if keep else None

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from movielab.decoding import RowByRowDecoder
 from movielab.errors import MovielabError
 
 # picks the vector fed back as the next input from one position's logits (batch, vocab)
@@ -240,17 +241,64 @@ class TextGenerator(nn.Module):
         x = self.start.expand(batch, 1, -1)
         all_logits, all_chosen = [], []
         for t in range(length):
-            h = x + self.positions[t]
-            for i, block in enumerate(self.blocks):
-                h = block(
-                    h, memories[i], noise.per_position[:, i, t : t + 1], first_position=t, cache=caches[i]
-                )
-            logits = self.head(self.ln_f(h))[:, 0]
+            logits = self.position_logits(x, t, noise, memories, caches)
             chosen = choose(logits)
             all_logits.append(logits)
             all_chosen.append(chosen)
             x = self.embed(chosen)[:, None]
         return torch.stack(all_logits, dim=1), torch.stack(all_chosen, dim=1)
+
+    def position_logits(
+        self,
+        x: torch.Tensor,
+        t: int,
+        noise: GeneratorNoise,
+        memories: list[tuple[torch.Tensor, torch.Tensor]],
+        caches: list[SelfAttentionCache],
+    ) -> torch.Tensor:
+        """Position t's logits (batch, vocab) from the vector fed back into it (batch, 1, n_embd)."""
+        h = x + self.positions[t]
+        for i, block in enumerate(self.blocks):
+            h = block(h, memories[i], noise.per_position[:, i, t : t + 1], first_position=t, cache=caches[i])
+        return self.head(self.ln_f(h))[:, 0]
+
+    def decoder(self, feedback: str) -> RowByRowDecoder:
+        """Sentences written row by row from each row's own noise: what is fed back at a position
+        is the softmax of the previous one ("soft") or the sampled token's one-hot ("gumbel"),
+        as in training; the written tokens are the ones the sampling loop draws."""
+        return RowByRowDecoder(
+            lambda ids, prefix, generator: _GeneratorRow.started(self, feedback, generator)
+        )
+
+
+class _GeneratorRow:
+    def __init__(self, net: TextGenerator, feedback: str, generator: torch.Generator) -> None:
+        self.net, self.feedback = net, feedback
+        device = net.start.device
+        self.noise = net.sample_noise(1, device, generator)
+        self.memories = net._memory(self.noise)
+        self.caches = [SelfAttentionCache() for _ in net.blocks]
+        self.t = 0
+        self.logits = net.position_logits(
+            net.start.expand(1, 1, -1), 0, self.noise, self.memories, self.caches
+        )
+
+    @classmethod
+    def started(cls, net: TextGenerator, feedback: str, generator: torch.Generator) -> tuple:
+        row = cls(net, feedback, generator)
+        return row.logits[0], row
+
+    def feed(self, token: int) -> torch.Tensor:
+        if self.feedback == "soft":
+            fed = self.logits.softmax(dim=-1)
+        else:
+            fed = F.one_hot(torch.tensor([token], device=self.logits.device), self.logits.size(-1)).to(
+                self.logits.dtype
+            )
+        self.t += 1
+        x = self.net.embed(fed)[:, None]
+        self.logits = self.net.position_logits(x, self.t, self.noise, self.memories, self.caches)
+        return self.logits[0]
 
 
 class TextDiscriminator(nn.Module):

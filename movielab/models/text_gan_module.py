@@ -21,16 +21,16 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, MinMetric
 
-from movielab import metrics
 from movielab.data.templates import Template
 from movielab.data.tokenizers import Tokenizer
 from movielab.errors import MovielabError
-from movielab.models.text_gan import ChooseNext, TextGAN
-from movielab.sampling import GeneratedTexts, SamplingSettings, sample_next
+from movielab.models.build import build_net
+from movielab.models.spec import ModelSpec
+from movielab.models.text_gan import ChooseNext
+from movielab.models.text_gan_sampler import TextGANSampler
 
-FEEDBACKS = ("soft", "gumbel")
 # purposes of seeded noise, so no two uses of one cycle or batch share random numbers
 CRITIC_FAKES, GENERATOR_FAKES, PRETRAIN_NOISE, VAL_NOISE, VAL_FAKES, VAL_SAMPLES, PENALTY_MIX = range(7)
 
@@ -38,17 +38,6 @@ CRITIC_FAKES, GENERATOR_FAKES, PRETRAIN_NOISE, VAL_NOISE, VAL_FAKES, VAL_SAMPLES
 def seeded(seed: int, *keys: int, device: torch.device | str = "cpu") -> torch.Generator:
     state = np.random.SeedSequence([seed, *keys]).generate_state(2, dtype=np.uint32)
     return torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
-
-
-def special_token_id(tokenizer: Tokenizer, token: str) -> int:
-    """The id of a special token; the GAN needs a tokenizer that has them (the word tokenizer)."""
-    token_id = getattr(tokenizer, "token_id", None)
-    if token_id is None:
-        raise MovielabError(
-            f"the text GAN needs a tokenizer with a '{token}' token (data.tokenizer.kind=word with "
-            f"options.specials); the {tokenizer.kind} tokenizer has none"
-        )
-    return int(token_id(token))
 
 
 class TextGANModule(L.LightningModule):
@@ -61,59 +50,41 @@ class TextGANModule(L.LightningModule):
 
     def __init__(
         self,
-        net: TextGAN,
+        spec: ModelSpec,
         critic_optimizer: Callable[..., torch.optim.Optimizer],
         generator_optimizer: Callable[..., torch.optim.Optimizer],
         pretrain_optimizer: Callable[..., torch.optim.Optimizer] | None = None,
-        critic_steps: int = 6,
-        gp_weight: float = 10.0,
-        pretrain_steps: int = 0,
-        fake_batch_size: int = 64,
-        feedback: str = "soft",
-        gumbel_temperature: float = 1.0,
-        real_smoothing: float = 0.0,
-        pad_token: str = "<pad>",
-        end_token: str = "<end>",
-        val_samples: int = 64,
-        seed: int = 0,
     ) -> None:
         super().__init__()
-        if feedback not in FEEDBACKS:
-            raise MovielabError(f"model.feedback='{feedback}' is not one of {', '.join(FEEDBACKS)}")
-        if critic_steps < 1 or fake_batch_size < 1 or pretrain_steps < 0:
-            raise MovielabError(
-                "model.critic_steps and model.fake_batch_size must be at least 1, "
-                "model.pretrain_steps at least 0"
-            )
-        if not 0.0 <= real_smoothing < 1.0:
-            raise MovielabError(f"model.real_smoothing={real_smoothing} must be in [0, 1)")
-        if pretrain_steps and pretrain_optimizer is None:
+        self.net, self.spec = build_net(spec)
+        options = self.spec.task_options()
+        if options.pretrain_steps and pretrain_optimizer is None:
             raise MovielabError("model.pretrain_steps > 0 needs model.pretrain_optimizer")
+        if options.pad_id is None or options.end_id is None:
+            raise MovielabError(
+                "the text GAN's <pad> and <end> ids are not bound: connect its spec to the data"
+            )
         self.automatic_optimization = False
-        self.net = net
-        self.config = net.config
+        self.config = self.net.config
         self.critic_optimizer_factory = critic_optimizer
         self.generator_optimizer_factory = generator_optimizer
         self.pretrain_optimizer_factory = pretrain_optimizer
-        self.critic_steps = critic_steps
-        self.gp_weight = gp_weight
-        self.pretrain_steps = pretrain_steps
-        self.fake_batch_size = fake_batch_size
-        self.feedback = feedback
-        self.gumbel_temperature = gumbel_temperature
-        self.real_smoothing = real_smoothing
-        self.pad_token, self.end_token = pad_token, end_token
-        self.val_samples = val_samples
-        self.seed = seed
+        self.critic_steps = options.critic_steps
+        self.gp_weight = options.gp_weight
+        self.pretrain_steps = options.pretrain_steps
+        self.fake_batch_size = options.fake_batch_size
+        self.feedback = options.feedback
+        self.gumbel_temperature = options.gumbel_temperature
+        self.real_smoothing = options.real_smoothing
+        self.pad_id, self.end_id = options.pad_id, options.end_id
+        self.seed = options.seed
         # batches trained so far (MLE + critic steps): decides the phase; saved, so resume is exact
         self.register_buffer("batches_trained", torch.zeros((), dtype=torch.long))
-        # <pad> and <end> ids, from the tokenizer at fit start; saved so a checkpoint has them
-        self.register_buffer("special_ids", torch.full((2,), -1, dtype=torch.long))
-        self.register_buffer("val_loss_best", torch.tensor(float("inf")))
         self._fake_pool: tuple[int, torch.Tensor] | None = None
         self.val_nll = MeanMetric()
         self.val_wasserstein = MeanMetric()
-        self._val_references: list[str] = []
+        self.val_loss_best = MinMetric()
+        self.val_loss_best.persistent(True)
 
     @property
     def generator(self):  # noqa: ANN201
@@ -122,22 +93,6 @@ class TextGANModule(L.LightningModule):
     @property
     def discriminator(self):  # noqa: ANN201
         return self.net.discriminator
-
-    def set_special_tokens(self, tokenizer: Tokenizer) -> None:
-        ids = [special_token_id(tokenizer, self.pad_token), special_token_id(tokenizer, self.end_token)]
-        self.special_ids.copy_(torch.tensor(ids))
-
-    @property
-    def pad_id(self) -> int:
-        pad = int(self.special_ids[0])
-        if pad < 0:
-            raise RuntimeError("the <pad> id is not set: call set_special_tokens(tokenizer) first")
-        return pad
-
-    def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None:
-            self.set_special_tokens(datamodule.tokenizer)
 
     # --- data ---------------------------------------------------------------------------------
     def real_ids(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -151,7 +106,7 @@ class TextGANModule(L.LightningModule):
                 f"max_length={length}; set data.batching.max_length (and data.max_tokens) to it"
             )
         ids = F.pad(targets, (0, length - targets.size(1)), value=-100)
-        return ids.masked_fill(ids == -100, self.pad_id)
+        return ids.masked_fill(ids == -100, int(self.pad_id))
 
     def real_embedded(self, ids: torch.Tensor) -> torch.Tensor:
         """The critic's projection of (smoothed) one-hot real sentences, without building the one-hots:
@@ -290,10 +245,6 @@ class TextGANModule(L.LightningModule):
         return self._fake_pool[1]
 
     # --- validation --------------------------------------------------------------------------
-    def _tokenizer(self) -> Tokenizer | None:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        return None if datamodule is None else datamodule.tokenizer
-
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         real_ids = self.real_ids(batch)
         targets = F.pad(batch["targets"], (0, real_ids.size(1) - batch["targets"].size(1)), value=-100)
@@ -308,87 +259,19 @@ class TextGANModule(L.LightningModule):
         critic = self.discriminator
         wasserstein = critic.score_embedded(self.real_embedded(real_ids)).mean() - critic(fake).mean()
         self.val_wasserstein.update(wasserstein, weight=real_ids.size(0))
-        tokenizer = self._tokenizer()
-        if tokenizer is not None and self.val_samples:
-            self._val_references += [self.ids_to_text(tokenizer, row) for row in real_ids.tolist()]
 
     def on_validation_epoch_end(self) -> None:
         nll, wasserstein = self.val_nll.compute(), self.val_wasserstein.compute()
         self.val_nll.reset()
         self.val_wasserstein.reset()
-        references, self._val_references = self._val_references, []
         if self.trainer.sanity_checking:
             return
-        self.val_loss_best = torch.minimum(self.val_loss_best, nll.detach())
+        self.val_loss_best.update(nll)
         self.log("val/loss", nll, prog_bar=True)  # the generator's held-out NLL per token
         self.log("val/ppl", nll.exp())
-        self.log("val/loss_best", self.val_loss_best)
+        self.log("val/loss_best", self.val_loss_best.compute())
         self.log("val/wasserstein", wasserstein, prog_bar=True)
-        tokenizer = self._tokenizer()
-        if tokenizer is None or not self.val_samples or not references:
-            return
-        samples = self.generate_text(
-            tokenizer,
-            None,
-            self.val_samples,
-            SamplingSettings(temperature=1.0, max_new_tokens=self.config.max_length),
-            seeded(self.seed, 0, VAL_SAMPLES, device=self.device),
-        )
-        self.log("val/bleu_3", metrics.bleu(samples, references, n=3))
-        self.log("val/self_bleu_3", metrics.self_bleu(samples, n=3))
-        self.log("val/distinct_2", metrics.distinct_n(samples, 2))
 
-    # --- sampling ----------------------------------------------------------------------------
-    def ids_to_text(self, tokenizer: Tokenizer, ids: list[int]) -> str:
-        """A written sentence: everything before the first <end>, without <pad>s."""
-        pad, end = (int(i) for i in self.special_ids)
-        if end in ids:
-            ids = ids[: ids.index(end)]
-        return tokenizer.decode([i for i in ids if i != pad])
-
-    @torch.inference_mode()
-    def generate_text(
-        self,
-        tokenizer: Tokenizer,
-        template: Template | None,
-        num_samples: int,
-        settings: SamplingSettings,
-        generator: torch.Generator | None = None,
-        **fields: object,
-    ) -> GeneratedTexts:
-        """Sentences from noise, through the training path (`rollout` with the training feedback).
-
-        With soft feedback the written token at each position is drawn from that position's
-        distribution (temperature, top_k and top_p apply to it); with Gumbel feedback it is the
-        token fed back, drawn with the settings (temperature 1 and no filtering = training).
-        """
-        given = sorted(name for name, value in fields.items() if value is not None)
-        if given:
-            raise MovielabError(
-                f"the text GAN writes sentences from noise and takes no prompt; remove {', '.join(given)}"
-            )
-        if int(self.special_ids[0]) < 0:
-            self.set_special_tokens(tokenizer)
-        settings = settings.never_unknown(tokenizer)
-        was_training = self.training
-        self.eval()
-        try:
-            noise = self.generator.sample_noise(num_samples, self.device, generator)
-            length = min(self.config.max_length, settings.max_new_tokens)
-            if self.feedback == "soft":
-                logits, _ = self.generator.rollout(noise, self.training_choice(generator), length)
-                tokens = sample_next(logits.flatten(0, 1), settings, generator).view(num_samples, length)
-            else:
-                _, chosen = self.generator.rollout(noise, self._sampled_one_hot(settings, generator), length)
-                tokens = chosen.argmax(dim=-1)
-        finally:
-            self.train(was_training)
-        # sentences end at <end> or max_length: none is ever cut off before a stop
-        return GeneratedTexts(self.ids_to_text(tokenizer, row) for row in tokens.tolist())
-
-    def _sampled_one_hot(self, settings: SamplingSettings, generator: torch.Generator | None) -> ChooseNext:
-        def choose(logits: torch.Tensor) -> torch.Tensor:
-            token = sample_next(logits, settings, generator)[:, 0]
-            return F.one_hot(token, logits.size(-1)).to(logits.dtype)
-
-        return choose
+    def text_sampler(self, tokenizer: Tokenizer, template: Template | None = None) -> TextGANSampler:
+        """The generator as it writes sentences (use it in eval mode: movielab.models.modes.evaluating)."""
+        return TextGANSampler(self.generator, tokenizer, self.pad_id, self.end_id, self.feedback)

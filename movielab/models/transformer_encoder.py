@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
+from movielab.errors import MovielabError
 from movielab.models.gpt import GPT, Block, GPTConfig
+
+
+@dataclass
+class TransformerEncoderConfig(GPTConfig):
+    """The GPT's fields and `n_outputs`, the scores per row (bound from the data: one per genre)."""
+
+    n_outputs: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.n_outputs < 1:
+            raise MovielabError(f"the encoder needs at least one output, got n_outputs={self.n_outputs}")
 
 
 class TransformerEncoder(nn.Module):
@@ -15,7 +30,7 @@ class TransformerEncoder(nn.Module):
     the real tokens; the final hidden states are averaged over the real tokens and projected.
     """
 
-    def __init__(self, config: GPTConfig, n_outputs: int) -> None:
+    def __init__(self, config: TransformerEncoderConfig) -> None:
         super().__init__()
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
@@ -23,7 +38,7 @@ class TransformerEncoder(nn.Module):
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.head = nn.Linear(config.n_embd, n_outputs)
+        self.head = nn.Linear(config.n_embd, config.n_outputs)
         self.apply(GPT._init_weights)
 
     def forward(self, idx: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -21,6 +21,8 @@ class Tokenizer(ABC):
     inside a checkpoint loaded with `weights_only=True` and beside the run as tokenizer.json."""
 
     kind: ClassVar[str]
+    # the id of what the tokenizer did not see in training (None: it reads any text), never sampled
+    unknown_id: int | None = None
 
     @classmethod
     @abstractmethod
