@@ -1,9 +1,11 @@
-"""`python -m movielab.sweep_report SWEEP_DIR` (or `--storage URL --study NAME`): a sweep as
-Markdown tables, one per factor, and a plot of val loss against each factor.
+"""`python -m movielab.sweep_report SWEEP_DIR` (or `--storage STORAGE --study NAME`): a sweep as
+Markdown tables, one per factor, and a plot of val loss against each factor; a multi-objective
+sweep as its Pareto front, a table and a scatter plot.
 
 The tables are printed and written, with the plot, to `summary.md` and `val_loss_by_factor.png`
-in the sweep folder (or `--out DIR`). The sweep may still be running: the report shows the
-trials finished so far, read from the study's storage.
+(`pareto_front.png`) in the sweep folder (or `--out DIR`). The sweep may still be running: the
+report shows the trials finished so far, read from the study's storage (a database URL or a
+journal file, as `hydra.sweeper.storage` takes).
 """
 
 from __future__ import annotations
@@ -34,13 +36,16 @@ def _locate(args: argparse.Namespace) -> tuple[str, str, Path]:
         raise MovielabError("give a sweep folder, or --storage URL (with --study NAME)")
     import optuna
 
-    names = [s.study_name for s in optuna.get_all_study_summaries(args.storage)]
+    from movielab.sweeps.storage import normalise, open_storage
+
+    storage = normalise(args.storage)
+    names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage))]
     study = args.study or (names[0] if len(names) == 1 else None)
     if study not in names:
         raise MovielabError(
             f"--study {args.study}: {args.storage} holds the studies {', '.join(names) or '(none)'}"
         )
-    return args.storage, study, Path(args.out or Path("outputs") / "sweeps" / study)
+    return storage, study, Path(args.out or Path("outputs") / "sweeps" / study)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -50,7 +55,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "sweep_dir", nargs="?", help="a sweep folder (outputs/<task>/multiruns/<date>_<time>)"
     )
-    parser.add_argument("--storage", help="an Optuna storage URL, e.g. sqlite:///outputs/sweeps/NAME.db")
+    parser.add_argument(
+        "--storage",
+        help="the study's storage: sqlite:///outputs/sweeps/NAME.db, postgresql+psycopg://... or a .log file",
+    )
     parser.add_argument("--study", help="the study name (needed when the storage holds several)")
     parser.add_argument("--out", help="where to write summary.md and the plot (default: the sweep folder)")
     args = parser.parse_args(argv)
@@ -58,16 +66,17 @@ def main(argv: list[str] | None = None) -> None:
         import optuna
 
         from movielab.sweeps.report import build_report, to_markdown, write_report
+        from movielab.sweeps.storage import display, open_storage
 
         storage, name, out = _locate(args)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         try:
-            study = optuna.load_study(study_name=name, storage=storage)
+            study = optuna.load_study(study_name=name, storage=open_storage(storage))
         except KeyError:
-            raise MovielabError(f"{storage} holds no study named {name}") from None
+            raise MovielabError(f"{display(storage)} holds no study named {name}") from None
         report = build_report(study)
-        print(to_markdown(report, storage))
-        for path in write_report(report, out, storage):
+        print(to_markdown(report, display(storage)))
+        for path in write_report(report, out, display(storage)):
             print(f"wrote {path}", file=sys.stderr)
 
 

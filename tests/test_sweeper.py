@@ -200,6 +200,75 @@ def test_too_many_failures_stop_the_sweep(tmp_path, monkeypatch):
     assert (tmp_path / "stopped" / "summary.md").exists()
 
 
+def test_a_failing_sweep_stops_at_its_share_of_the_planned_trials_in_one_line(tmp_path, monkeypatch, capsys):
+    # every trial fails; the default max_failure_rate=0.25 of 3 planned allows one failure
+    with pytest.raises(SystemExit) as stopped:
+        run_sweep(
+            tmp_path,
+            monkeypatch,
+            "failing",
+            *FAULT,
+            "+callbacks.fault.mode=raise",
+            "model.optimizer.lr=choice(0.01,0.02,0.03)",
+            "hydra.sweeper.study_name=failing",
+            "hydra.sweeper.n_trials=null",
+        )
+    assert stopped.value.code == 2
+    assert [t.state for t in load(tmp_path, "failing").get_trials()] == [TrialState.FAIL] * 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        "error: the sweep stopped: 2 of its 2 trials failed, more than max_failure_rate=0.25 of the 3 "
+        "planned allows (1); the first: trial 0: RuntimeError: injected failure"
+    )
+
+
+@pytest.mark.filterwarnings("ignore:Encountered `nan` values")
+def test_one_nan_trial_does_not_stop_a_small_sweep(tmp_path, monkeypatch):
+    run_sweep(
+        tmp_path,
+        monkeypatch,
+        "one_nan",
+        *FAULT,
+        "+callbacks.fault.mode=choice(nan_return,none,unused)",  # only nan_return breaks a trial
+        "hydra.sweeper.study_name=one_nan",
+        "hydra.sweeper.n_trials=null",
+    )
+    states = sorted(t.state.name for t in load(tmp_path, "one_nan").get_trials())
+    assert states == ["COMPLETE", "COMPLETE", "FAIL"]
+
+
+def test_a_sweep_whose_trials_would_run_ddp_is_refused_before_any_trial(tmp_path, monkeypatch, capsys):
+    with pytest.raises(SystemExit) as refused:
+        run_sweep(
+            tmp_path,
+            monkeypatch,
+            "ddp",
+            *SEARCH,
+            "hydra.sweeper.study_name=ddp",
+            "+trainer.strategy=ddp",
+            "trainer.devices=2",
+        )
+    assert refused.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: a sweep trial runs in one process, not 2 (DDP)"), err
+    assert not (tmp_path / "outputs" / "sweeps" / "ddp.db").exists()  # no study, no trial
+
+
+def test_the_trial_reporter_refuses_a_multi_process_trial_too():
+    """The backstop where the sweeper cannot tell the world size from the config."""
+    from types import SimpleNamespace
+
+    from movielab.sweeps.active_trial import trial_running
+    from movielab.sweeps.trial_reporter import TrialReporter
+
+    study = optuna.create_study()
+    trainer = SimpleNamespace(is_global_zero=True, world_size=4)
+    with trial_running(study.ask()), pytest.raises(MovielabError, match="not 4 \\(DDP\\)"):
+        TrialReporter().on_fit_start(trainer, None)
+    TrialReporter().on_fit_start(trainer, None)  # outside a sweep: nothing to refuse
+
+
 def test_the_pruner_stops_a_clearly_worse_trial(tmp_path, monkeypatch):
     # one factor at a time: lr 0.01 (baseline), then 0.02, then 1e-6, which barely learns
     run_sweep(
@@ -240,7 +309,7 @@ def _wait_for_a_running_trial(
     raise AssertionError("the other worker never started a trial")
 
 
-def test_two_processes_share_one_study_without_running_a_trial_twice(tmp_path, monkeypatch):
+def test_two_processes_share_one_study_without_running_a_trial_twice(tmp_path, monkeypatch, capsys):
     """A worker process starts the study; while its trial runs, this process joins the same study."""
     storage = f"sqlite:///{tmp_path}/shared.db"
     shared = [*SEARCH, f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=shared"]
@@ -263,6 +332,8 @@ def test_two_processes_share_one_study_without_running_a_trial_twice(tmp_path, m
     finally:
         _, stderr = other.communicate(timeout=300)
     assert other.returncode == 0, stderr.decode()[-3000:]
+    # this process found the other's trial running on SQLite, and said what to use instead
+    assert "of this SQLite study runs in another worker" in capsys.readouterr().out
 
     trials = optuna.load_study(study_name="shared", storage=storage).get_trials()
     assert sorted(t.number for t in trials) == [0, 1, 2, 3]

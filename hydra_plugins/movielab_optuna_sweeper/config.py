@@ -1,5 +1,5 @@
 """The sweeper's config nodes, registered in Hydra's ConfigStore: `hydra/sweeper=movielab_optuna`,
-`hydra/sweeper/sampler=tpe|random|grid|cmaes`, `hydra/sweeper/pruner=none|median|hyperband`.
+`hydra/sweeper/sampler=tpe|nsgaii|random|grid|cmaes`, `hydra/sweeper/pruner=none|median|hyperband`.
 
 Samplers and pruners are `_partial_` so the sweeper finishes them: it gives a sampler its seed
 (shifted on resume, so a resumed study does not replay its first random draws) and the grid
@@ -24,6 +24,20 @@ class TPESamplerConf:
     multivariate: bool = False
     # with several workers on one study, running trials count as "bad" so workers spread out
     constant_liar: bool = True
+
+
+@dataclass
+class NSGAIISamplerConf:
+    """NSGA-II, the genetic algorithm of multi-objective search: each generation of
+    `population_size` trials is bred from the best of the previous ones (the first is random)."""
+
+    _target_: str = "optuna.samplers.NSGAIISampler"
+    _partial_: bool = True
+    seed: int | None = None
+    # Optuna's default is 50; movielab's sweeps run tens of trials, not hundreds
+    population_size: int = 10
+    crossover_prob: float = 0.9
+    swapping_prob: float = 0.5
 
 
 @dataclass
@@ -93,7 +107,18 @@ class MovielabOptunaSweeperConf:
     pruner: Any = MISSING
     # "minimize" or "maximize" the value the task returns (movielab.train: cfg.optimized_metric)
     direction: str = "minimize"
-    # any Optuna storage URL; null: sqlite:///<paths.log_dir>/sweeps/<study_name>.db
+    # several objectives instead, read from the metrics each run ends with (then `direction` and
+    # the returned value are not used; no pruner): {val/loss: minimize, gen/distinct_2: maximize};
+    # on the command line: 'hydra.sweeper.objectives={val/loss:minimize,val/ppl:maximize}'
+    objectives: Any = None  # Any, not dict | None: a None dict cannot be set on the command line
+    # a trial is feasible when each holds at its end, e.g. ["gen/copy_rate <= 0.05"]; the samplers
+    # steer away from infeasible trials and reports leave them off the front;
+    # on the command line: "hydra.sweeper.constraints=['gen/copy_rate <= 0.05']"
+    constraints: Any = None
+    # where the study lives; null: sqlite:///<paths.log_dir>/sweeps/<study_name>.db
+    #   sqlite:///path/NAME.db                      one worker on one machine
+    #   postgresql+psycopg://USER:PASSWORD@HOST/DB  many workers, many machines (movielab[postgres])
+    #   /shared/disk/NAME.log                       journal file: many workers on a shared disk
     storage: str | None = None
     # the same study name and storage resume the study; null: the hparams_search choice
     study_name: str | None = None
@@ -101,7 +126,8 @@ class MovielabOptunaSweeperConf:
     n_trials: int | None = 20
     # stop once the study holds this many trials, counting every worker's (null: no cap)
     max_trials: int | None = None
-    # stop with an error once more than this fraction of this command's trials have failed
+    # stop with an error once more failures than this fraction of the trials this command plans
+    # (n_trials, or the grid's or design's cells), rounded up: 0.25 of 3 stops at the second
     max_failure_rate: float = 0.25
     # search: the sampler proposes every trial. one_factor: the first value of each choice(...) is
     # the baseline; run it and every other value alone (the reference's one-factor-at-a-time tables)
@@ -119,6 +145,7 @@ _STORE.store(
 )
 for _name, _node in {
     "tpe": TPESamplerConf,
+    "nsgaii": NSGAIISamplerConf,
     "random": RandomSamplerConf,
     "grid": GridSamplerConf,
     "cmaes": CmaEsSamplerConf,

@@ -27,7 +27,9 @@ class MovielabOptunaSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> Any:
+        from movielab.errors import user_errors_reported
         from movielab.sweeps.optuna_sweep import OptunaSweep
 
         assert self.config is not None and self.hydra_context is not None and self.launcher is not None
-        return OptunaSweep(config=self.config, launcher=self.launcher, **self.options).run(arguments)
+        with user_errors_reported():  # a sweep's own errors as one line too, not Hydra's traceback
+            return OptunaSweep(config=self.config, launcher=self.launcher, **self.options).run(arguments)

@@ -6,6 +6,9 @@ the baseline or differs from it in one param, as `design=one_factor` runs) gets 
 tables: the baseline and each variation of that factor. Any other sweep gets, per factor, one row
 per value (values of a continuous param are rounded to two significant digits): how many trials
 finished there, the best and the median loss, and the best trial's figures.
+
+A multi-objective study gets its Pareto front instead (`pareto_report`). Trials that miss a
+constraint (`hydra.sweeper.constraints`) are marked infeasible and are never the best.
 """
 
 from __future__ import annotations
@@ -54,17 +57,21 @@ class SweepReport:
 
     @property
     def best(self) -> FrozenTrial | None:
-        done = [t for t in self.trials if t.state == TrialState.COMPLETE]
+        done = [t for t in self.trials if t.state == TrialState.COMPLETE and not _infeasible(t)]
         if not done:
             return None
         pick = min if self.study.direction == optuna.study.StudyDirection.MINIMIZE else max
         return pick(done, key=lambda t: t.value)
 
 
-def build_report(study: optuna.Study) -> SweepReport:
+def build_report(study: optuna.Study) -> Any:
+    """A SweepReport, or for a multi-objective study a ParetoReport."""
+    if len(study.directions) > 1:
+        from movielab.sweeps.pareto_report import build_pareto_report
+
+        return build_pareto_report(study)
     trials = [t for t in study.get_trials(deepcopy=False) if t.state in FINISHED]
-    names = sorted({name for t in trials for name in t.params})
-    factors = [n for n in names if len({_key(t.params.get(n)) for t in trials if n in t.params}) > 1] or names
+    factors = varying_params(trials)
     scored = [t for t in trials if _score(t) is not None]
     baseline = _one_factor_baseline(scored, factors)
     if baseline is not None:
@@ -72,6 +79,16 @@ def build_report(study: optuna.Study) -> SweepReport:
     else:
         tables = {f: _grouped_rows(scored, f, study.direction) for f in factors}
     return SweepReport(study, trials, factors, baseline, tables)
+
+
+def varying_params(trials: list[FrozenTrial]) -> list[str]:
+    """The params that take more than one value across the trials (all of them if none does)."""
+    names = sorted({name for t in trials for name in t.params})
+    return [n for n in names if len({_key(t.params.get(n)) for t in trials if n in t.params}) > 1] or names
+
+
+def _infeasible(trial: FrozenTrial) -> bool:
+    return any(value > 0 for value in trial.constraints.values())
 
 
 def _score(trial: FrozenTrial) -> float | None:
@@ -186,6 +203,9 @@ def _figures(trial: FrozenTrial | None, util: tuple[str, str] | None) -> list[st
 
 
 def _state_note(trial: FrozenTrial) -> str:
+    if _infeasible(trial):
+        missed = [name for name, value in trial.constraints.items() if value > 0]
+        return " (infeasible: misses " + ", ".join(f"`{m}`" for m in missed) + ")"
     if trial.state == TrialState.PRUNED:
         return (
             f" (pruned at validation {max(trial.intermediate_values)})"
@@ -201,7 +221,11 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def to_markdown(report: SweepReport, storage: str | None = None) -> str:
+def to_markdown(report: Any, storage: str | None = None) -> str:
+    if not isinstance(report, SweepReport):
+        from movielab.sweeps.pareto_report import pareto_markdown
+
+        return pareto_markdown(report, storage)
     study = report.study
     util = _utilisation_column(report.trials)
     figure_header = ["wall-clock", "tokens/s", "peak memory", *([util[0]] if util else [])]
@@ -214,6 +238,10 @@ def to_markdown(report: SweepReport, storage: str | None = None) -> str:
         + ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
         + ")",
     ]
+    constraints = study.user_attrs.get("constraints") or []
+    if constraints:
+        listed = ", ".join(f"`{c}`" for c in constraints)
+        out.append(f"- constraints: {listed} (a trial that misses one is infeasible)")
     if storage:
         out.append(f"- storage: `{storage}`")
     best = report.best
@@ -268,7 +296,7 @@ def to_markdown(report: SweepReport, storage: str | None = None) -> str:
         rows.append(
             [
                 str(t.number),
-                t.state.name.lower(),
+                t.state.name.lower() + (_state_note(t) if _infeasible(t) else ""),
                 _fmt(score, ".4f"),
                 *(_fmt_value(t.params.get(f, "-")) for f in report.factors),
                 *_figures(t, util),
@@ -385,10 +413,19 @@ def _distribution(report: SweepReport, factor: str) -> BaseDistribution | None:
 
 
 # -- files ------------------------------------------------------------------------------------------
-def write_report(report: SweepReport, out_dir: Path, storage: str | None = None) -> list[Path]:
-    """summary.md and val_loss_by_factor.png in out_dir, each written atomically."""
+def write_report(report: Any, out_dir: Path, storage: str | None = None) -> list[Path]:
+    """summary.md and val_loss_by_factor.png (a multi-objective study: pareto_front.png) in
+    out_dir, each written atomically."""
     paths = [out_dir / REPORT_FILE]
     atomic_write_text(paths[0], to_markdown(report, storage))
+    if not isinstance(report, SweepReport):
+        from movielab.sweeps.pareto_report import PLOT_FILE as PARETO_PLOT
+        from movielab.sweeps.pareto_report import pareto_plot_png
+
+        if any(t.state == TrialState.COMPLETE for t in report.trials):
+            paths.append(out_dir / PARETO_PLOT)
+            atomic_write_bytes(paths[-1], pareto_plot_png(report))
+        return paths
     if report.trials and report.factors:
         paths.append(out_dir / PLOT_FILE)
         atomic_write_bytes(paths[-1], plot_png(report))
@@ -396,9 +433,16 @@ def write_report(report: SweepReport, out_dir: Path, storage: str | None = None)
 
 
 def write_sweep_summary(study: optuna.Study, sweep_dir: Path, storage: str) -> list[Path]:
-    """At the end of a sweep: the report, and the best trial with the command that reruns it."""
+    """At the end of a sweep: the report, and the best trial (a multi-objective study: the trials of
+    its Pareto front) with the command that reruns it."""
     report = build_report(study)
     paths = write_report(report, sweep_dir, storage)
+    if not isinstance(report, SweepReport):
+        from movielab.sweeps.pareto_report import FRONT_FILE, front_summary
+
+        paths.append(sweep_dir / FRONT_FILE)
+        atomic_write_text(paths[-1], OmegaConf.to_yaml(front_summary(report, storage)))
+        return paths
     best = report.best
     if best is not None:
         overrides = list(best.user_attrs.get("overrides", []))
