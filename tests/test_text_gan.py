@@ -318,5 +318,5 @@ def test_lightning_gradient_clipping_is_refused_in_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_, user_errors_reported():
         train(cfg)
     assert exit_.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: Automatic gradient clipping is not supported") and "\n" not in err
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: Automatic gradient clipping is not supported")

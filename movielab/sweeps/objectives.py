@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from movielab.errors import MovielabError
 
 METRICS_ATTR = "metrics"
@@ -114,7 +116,7 @@ def scalar_metrics(callback_metrics: Mapping[str, Any]) -> dict[str, float]:
     out = {}
     for name, value in callback_metrics.items():
         try:
-            if hasattr(value, "numel") and value.numel() != 1:
+            if isinstance(value, torch.Tensor) and value.numel() != 1:
                 continue
             out[str(name)] = float(value)
         except (TypeError, ValueError):

@@ -110,7 +110,7 @@ def _rdb(storage: str, heartbeat_s: int | None) -> RDBStorage:
             # workers starting together race to create the tables ("table ... already exists");
             # once one has, the others find them
             if attempt == 9:
-                first_line = str(error.orig if hasattr(error, "orig") else error).strip().splitlines()
+                first_line = str(error.orig or error).strip().splitlines()  # the driver's own message
                 raise MovielabError(
                     f"hydra.sweeper.storage={display(storage)}: cannot open it "
                     f"({first_line[0] if first_line else type(error).__name__})"
