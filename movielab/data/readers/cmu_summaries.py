@@ -4,6 +4,7 @@ plot_summaries.txt holds one `wikipedia_id<TAB>summary` per line. movie.metadata
 and nine tab-separated columns: wikipedia id, freebase id, name, release date, revenue, runtime,
 languages, countries, genres; the last three are JSON maps {freebase id: name}. Neither file is
 quoted, so they are split on tabs rather than read with the csv module.
+Input-file policy (NUL bytes, invalid UTF-8, control characters): readers/lines.py.
 """
 
 from __future__ import annotations

@@ -20,6 +20,8 @@ class FortunesReader:
     strip_attribution: drop the trailing attribution lines (the sentence is what a model learns);
     join_lines: join an entry's lines with spaces into one sentence, instead of keeping them as
     lines (a fortune wrapped at 72 columns is still one sentence).
+    Input-file policy (NUL bytes, invalid UTF-8, control characters, such as the backspaces of old
+    fortune files): readers/lines.py.
     """
 
     strip_attribution: bool = True

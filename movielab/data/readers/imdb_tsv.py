@@ -3,6 +3,7 @@
 The real files have ~10M basics rows and ~1.4M ratings: the ratings are held as two compact arrays
 (16 bytes a title) and the basics file is read line by line, so the join needs modest memory.
 The files are tab-separated without quoting (titles may contain quotes) and write null as \\N.
+Input-file policy (NUL bytes, invalid UTF-8, control characters): readers/lines.py.
 """
 
 from __future__ import annotations
@@ -92,7 +93,11 @@ class ImdbTsvReader:
         numbers, ratings = array("q"), array("d")
         for line_number, at, fields in _rows(path, RATINGS_COLUMNS):
             votes, rating = fields[at["numVotes"]], fields[at["averageRating"]]
-            if NULL in (votes, rating) or int(votes) < self.min_votes:
+            if NULL in (votes, rating):
+                continue
+            if not votes.isdigit():
+                raise MovielabError(f"{path}:{line_number}: numVotes '{votes}' is not a whole number")
+            if int(votes) < self.min_votes:
                 continue
             try:
                 value = float(rating)

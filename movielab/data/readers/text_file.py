@@ -20,6 +20,7 @@ class TextFileReader:
     `units_per_record` > 1 groups that many consecutive paragraphs (or lines) into one record, kept
     in their original layout: a script's validation split is then runs of consecutive utterances,
     so a window reads a conversation rather than utterances drawn from all over the file.
+    Input-file policy (NUL bytes, invalid UTF-8, control characters): readers/lines.py.
     """
 
     unit: str = "paragraph"
