@@ -35,7 +35,7 @@ from movielab.data.token_cache import (
     load_token_cache,
     token_dtype,
 )
-from movielab.data.tokenizers import TokenizerSpec
+from movielab.data.tokenizers import Tokenizer, TokenizerSpec
 from movielab.errors import MovielabError
 
 log = logging.getLogger(__name__)
@@ -273,7 +273,7 @@ def spill_records(
 
 @dataclass(frozen=True)
 class Vocabularies:
-    tokenizer: Any
+    tokenizer: Tokenizer
     genres: GenreVocabulary
     genre_column: np.ndarray  # GenreIds id -> column in `genres`, -1 when left out
     genres_below_min_count: int

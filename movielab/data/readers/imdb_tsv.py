@@ -28,26 +28,42 @@ BASICS_COLUMNS = ("tconst", "titleType", "primaryTitle", "originalTitle", "start
 RATINGS_COLUMNS = ("tconst", "averageRating", "numVotes")
 
 
-def _rows(path: Path, expected: Sequence[str]) -> Iterator[tuple[int, dict[str, int], list[str]]]:
-    """(line number, column positions, fields) for each data row; the header names the columns."""
-    lines = iter_text_lines(path)
-    header = next(lines, "").rstrip("\r\n").split("\t")
-    missing = [name for name in expected if name not in header]
-    if missing:
-        raise MovielabError(
-            f"{path}: column(s) {', '.join(missing)} missing; an IMDb TSV has a header with "
-            f"{', '.join(expected)} (found: {', '.join(header) or 'nothing'})"
-        )
-    positions = {name: header.index(name) for name in expected}
-    for line_number, line in enumerate(lines, start=2):
-        fields = line.rstrip("\r\n").split("\t")
-        if fields == [""]:
-            continue
-        if len(fields) != len(header):
+class _Table:
+    """A TSV whose header names its columns; data lines are checked for the header's number of tabs
+    (C-speed), and `rows` can drop lines by one column's value before splitting them whole."""
+
+    def __init__(self, path: Path, expected: Sequence[str]) -> None:
+        self.path, self.lines = path, iter_text_lines(path)
+        header = next(self.lines, "").rstrip("\r\n").split("\t")
+        missing = [name for name in expected if name not in header]
+        if missing:
             raise MovielabError(
-                f"{path}:{line_number}: {len(fields)} tab-separated fields, the header has {len(header)}"
+                f"{path}: column(s) {', '.join(missing)} missing; an IMDb TSV has a header with "
+                f"{', '.join(expected)} (found: {', '.join(header) or 'nothing'})"
             )
-        yield line_number, positions, fields
+        self.columns = len(header)
+        self.at = {name: header.index(name) for name in expected}
+        self.filtered = 0
+
+    def rows(
+        self, column: str | None = None, kept: frozenset[str] = frozenset()
+    ) -> Iterator[tuple[int, list[str]]]:
+        """(line number, fields) of each data row; with `column`, only rows whose value there is `kept`
+        (the others are counted in `filtered`)."""
+        tabs, position = self.columns - 1, self.at[column] if column else -1
+        for line_number, line in enumerate(self.lines, start=2):
+            line = line.rstrip("\r\n")
+            if line.count("\t") != tabs:
+                if not line:
+                    continue
+                raise MovielabError(
+                    f"{self.path}:{line_number}: {line.count(chr(9)) + 1} tab-separated fields, "
+                    f"the header has {self.columns}"
+                )
+            if position >= 0 and line.split("\t", position + 1)[position] not in kept:
+                self.filtered += 1
+                continue
+            yield line_number, line.split("\t")
 
 
 def _title_number(path: Path, line_number: int, tconst: str) -> int:
@@ -91,7 +107,9 @@ class ImdbTsvReader:
     def load_ratings(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
         """Sorted title numbers (tt0000001 -> 1) and their average ratings, votes >= min_votes."""
         numbers, ratings = array("q"), array("d")
-        for line_number, at, fields in _rows(path, RATINGS_COLUMNS):
+        table = _Table(path, RATINGS_COLUMNS)
+        at = table.at
+        for line_number, fields in table.rows():
             votes, rating = fields[at["numVotes"]], fields[at["averageRating"]]
             if NULL in (votes, rating):
                 continue
@@ -113,12 +131,10 @@ class ImdbTsvReader:
     def read(self, path: str | Path, required: Iterable[str] = ()) -> Iterator[Record]:
         path = Path(path)
         rated, ratings = self.load_ratings(self.companion_files(path)[0])
-        kept_types = set(self.title_types)
         skipped: Counter = Counter()
-        for line_number, at, fields in _rows(path, BASICS_COLUMNS):
-            if fields[at["titleType"]] not in kept_types:
-                skipped["other title types"] += 1
-                continue
+        table = _Table(path, BASICS_COLUMNS)
+        at = table.at
+        for line_number, fields in table.rows("titleType", frozenset(self.title_types)):
             number = _title_number(path, line_number, fields[at["tconst"]])
             index = int(np.searchsorted(rated, number))
             rating = float(ratings[index]) if index < len(rated) and rated[index] == number else None
@@ -135,5 +151,7 @@ class ImdbTsvReader:
                 genres=() if genres == NULL else tuple(g for g in genres.split(",") if g),
                 line=line_number,
             )
+        skipped["other title types"] = table.filtered
         for reason, count in skipped.items():
-            log.info("%s: skipped %d titles (%s)", path.name, count, reason)
+            if count:
+                log.info("%s: skipped %d titles (%s)", path.name, count, reason)
