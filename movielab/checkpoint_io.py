@@ -12,6 +12,7 @@ import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 
 from movielab.checkpoint import FORMAT_VERSION, SECTION, digest, read_checkpoint
+from movielab.errors import TrainingDiverged
 from movielab.files import atomic_output
 
 
@@ -21,10 +22,30 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
         torch.save(obj, stream)
 
 
+def nan_tensors(state_dict: dict[str, Any]) -> list[str]:
+    """The names of floating-point tensors holding a NaN (an inf may be a metric's start value:
+    StopOnNonFinite checks the parameters for both before any checkpoint is assembled)."""
+    return [
+        name
+        for name, tensor in state_dict.items()
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and bool(tensor.isnan().any())
+    ]
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint I/O, with an atomic local write and weights-only loading on resume."""
+    """Lightning's checkpoint I/O, with an atomic local write and weights-only loading on resume.
+    A NaN is never written (a NaN "best" score included): the checkpoint already there stays."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        broken = nan_tensors(checkpoint.get("state_dict") or {})
+        if broken:
+            step = checkpoint.get("global_step", "?")
+            raise TrainingDiverged(
+                f"training diverged by step {step}: {broken[0]} holds a NaN; {path} was "
+                "not written and the checkpoints from before are kept (try a smaller model.optimizer.lr)",
+                step=step if isinstance(step, int) else -1,
+                metric=broken[0],
+            )
         atomic_torch_save(checkpoint, path)
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict:
