@@ -78,6 +78,16 @@ KINDS = {
         "data.batching.batch_size=8",
         "~callbacks.generated_text_metrics",
     ],
+    "genre_classifier": [
+        "experiment=genre_classifier",
+        "model.net.config.n_layer=1",
+        "model.net.config.n_head=2",
+        "model.net.config.n_embd=16",
+        "model.net.config.block_size=64",
+        "model.scheduler.warmup_steps=2",
+        "data.batching.batch_size=16",
+        "~callbacks.genre_report",
+    ],
 }
 
 OUTPUT = "output.txt"
