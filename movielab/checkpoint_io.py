@@ -11,7 +11,7 @@ import lightning as L
 import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 
-from movielab.checkpoint import FORMAT_VERSION, SECTION, digest, read_checkpoint
+from movielab.checkpoint import FORMAT_VERSION, SECTION, digest, read_checkpoint, training_digest
 from movielab.errors import TrainingDiverged
 from movielab.files import atomic_output
 
@@ -55,7 +55,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 class RunDescription(L.Callback):
     """Puts the model's description, the tokenizer, the template, the data's summary and
     fingerprint, the training texts' fingerprints, the latest validation metrics and the run's
-    resolved config into every checkpoint, with a digest over them and the weights."""
+    resolved config into every checkpoint, with a digest over them and the weights and one over the
+    training state a resume restores (optimizer moments, schedules, loop and callback states)."""
 
     def __init__(self, description: dict[str, Any]) -> None:
         self.description = {"format_version": FORMAT_VERSION, **description}
@@ -66,6 +67,6 @@ class RunDescription(L.Callback):
             for name, value in trainer.callback_metrics.items()
             if name.startswith("val/") and value.numel() == 1 and math.isfinite(float(value))
         }
-        section = {**self.description, "metrics": metrics}
+        section = {**self.description, "metrics": metrics, "training_digest": training_digest(checkpoint)}
         section["digest"] = digest(checkpoint["state_dict"], section)
         checkpoint[SECTION] = section

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from movielab import CONFIG_DIR
 from movielab import resolvers as _resolvers  # noqa: F401 (registers ${steps_for_tokens:...}, ${mul:...})
 from movielab.callbacks import GracefulStop, LastCheckpoint, ResumableRandomState, StopOnNonFinite
-from movielab.checkpoint import SECTION, load_weights, read_checkpoint, require_same_data
+from movielab.checkpoint import SECTION, load_weights, movielab_section, read_checkpoint, require_same_data
 from movielab.checkpoint_io import AtomicCheckpointIO, RunDescription
 from movielab.data.datamodule import TextDataModule
 from movielab.errors import MovielabError, ReportedExit, config_errors_reported, user_errors_reported
@@ -219,6 +219,7 @@ def train(cfg: DictConfig) -> float | None:
                 "give ckpt_path (resume exactly) or init_from (new phase from its weights), not both"
             )
         resumed = read_checkpoint(cfg.ckpt_path)
+        movielab_section(resumed, cfg.ckpt_path)  # its digests: a damaged file never resumes
         require_same_data(resumed, f"ckpt_path={cfg.ckpt_path}", data.fingerprint)
     module = training_module(spec, cfg.model)
     if resumed is not None:
