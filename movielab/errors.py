@@ -78,6 +78,11 @@ def environment_fault(error: BaseException) -> OSError | None:
     return None
 
 
+def movielab_error_in(exc: BaseException) -> MovielabError | None:
+    """The MovielabError that `exc` wraps (Hydra's InstantiationException wraps the user's)."""
+    return next((e for e in _chain(exc) if isinstance(e, MovielabError)), None)
+
+
 def _user_error_line(exc: BaseException) -> str | None:
     for current in _chain(exc):
         if isinstance(current, MovielabError) or type(current).__name__ in LIBRARY_USER_ERRORS:

@@ -159,6 +159,7 @@ TRAIN_OPTIONS: dict[str, Rule] = {
     "trainer.enable_model_summary": FLAG,
     "trainer.num_nodes": COUNT,
     "trainer.accumulate_grad_batches": COUNT,
+    "model.kind": choice("language_model", "text_gan", "genre_classifier"),
     # torch's optimizers and movielab's schedules (model.optimizer, the GAN's three)
     "model.*optimizer.lr": NON_NEGATIVE,
     "model.*optimizer.betas": BETAS,
@@ -166,6 +167,12 @@ TRAIN_OPTIONS: dict[str, Rule] = {
     "model.*optimizer.eps": POSITIVE,
     "model.*optimizer.momentum": NON_NEGATIVE,
     "model.scheduler.warmup_steps": NON_NEGATIVE_INT,
+    # model options whose dataclasses take any value of their type
+    "model.net.config.pretrained": NAME,
+    "model.pad_token": NAME,
+    "model.end_token": NAME,
+    "model.gp_weight": NON_NEGATIVE,
+    "model.max_pos_weight": POSITIVE,
     "model.scheduler.min_lr_ratio": UNIT_INTERVAL,
     # data options the datamodule keeps as given
     "data.path": TEXT.or_null(),
@@ -241,7 +248,12 @@ EVALUATE_OPTIONS: dict[str, Rule] = {
     "max_new_tokens": COUNT,
     "seed": INTEGER,
     "ngram": COUNT,
-    "genres": NAMES.or_null(),
+    "genres": Rule(
+        "null, a genre or a list of genres", lambda v: v is None or isinstance(v, str) or NAMES.accepts(v)
+    ),
+    "samples": Rule(
+        "null, a file or a list of files", lambda v: v is None or isinstance(v, str) or NAMES.accepts(v)
+    ),
     "conditioning.ratings": NUMBERS.or_null(),
     "conditioning.samples_per_rating": COUNT,
     "conditioning.examples": NON_NEGATIVE_INT,

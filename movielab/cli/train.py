@@ -26,11 +26,17 @@ from movielab.callbacks import GracefulStop, LastCheckpoint, ResumableRandomStat
 from movielab.checkpoint import SECTION, load_weights, movielab_section, read_checkpoint, require_same_data
 from movielab.checkpoint_io import AtomicCheckpointIO, RunDescription
 from movielab.data.datamodule import TextDataModule
-from movielab.errors import MovielabError, ReportedExit, config_errors_reported, user_errors_reported
+from movielab.errors import (
+    MovielabError,
+    ReportedExit,
+    config_errors_reported,
+    movielab_error_in,
+    user_errors_reported,
+)
 from movielab.evaluation.training_texts import training_index
 from movielab.files import remove_stale_temporaries
 from movielab.models.modules import training_module
-from movielab.models.registry import NETS
+from movielab.models.registry import CONDITIONS, NETS, fill_dataclass, make_config
 from movielab.models.spec import ModelSpec, connect, data_needs, spec_from_config
 from movielab.options import check_options
 
@@ -147,6 +153,12 @@ _DATA_BOUND_CONDITION_FIELDS = {"rating_prefix": {"scale": [0.0, 1.0]}, "genre_p
 def _check_model_fields(spec: ModelSpec) -> None:
     """Every net and condition field valid for its kind (the dataclasses' own checks), before any
     data is read: `model.net.config.n_layer=0` fails in a second, not after preparing the data."""
+    for name, part in spec.conditions.items():  # their fields sit beside `kind` in the config
+        where = f"model.conditions.{name}"
+        if part.kind not in CONDITIONS:
+            raise MovielabError(f"{where}.kind={part.kind!r} is not one of {', '.join(sorted(CONDITIONS))}")
+        placeholders = {"d_model": 1, **_DATA_BOUND_CONDITION_FIELDS.get(part.kind, {})}
+        fill_dataclass(CONDITIONS[part.kind].load()[1], {**placeholders, **part.config}, where)
     if spec.net.kind == "hf_causal_lm":
         return  # its architecture is the pretrained model's, read when it is built
     fields = (
@@ -155,13 +167,8 @@ def _check_model_fields(spec: ModelSpec) -> None:
         else set()
     )
     bound = {k: v for k, v in _DATA_BOUND_NET_FIELDS.items() if k in fields and k not in spec.net.config}
-    stand_in = spec.with_net_config(**bound)
-    for name, part in spec.conditions.items():
-        placeholders = _DATA_BOUND_CONDITION_FIELDS.get(part.kind, {})
-        stand_in = stand_in.with_condition_config(
-            name, **{k: v for k, v in placeholders.items() if k not in part.config}
-        )
-    stand_in.checked()
+    make_config(NETS, spec.net.kind, {**spec.net.config, **bound}, "model.net")
+    spec.task_options()
 
 
 def _check_record_lengths(datamodule: TextDataModule) -> None:
@@ -183,7 +190,10 @@ def planned_run(cfg: DictConfig) -> tuple[TextDataModule, ModelSpec]:
     """The datamodule and the model spec of a config, connected, with every option checked before
     any data is read (types and ranges, the model's fields, lengths that must agree)."""
     check_options(cfg)
-    datamodule: TextDataModule = instantiate(cfg.data)
+    try:
+        datamodule: TextDataModule = instantiate(cfg.data)
+    except Exception as error:  # Hydra wraps the data classes' own checks
+        raise movielab_error_in(error) or error from None
     spec = spec_from_config(cfg.model)
     _check_model_fields(spec)
     datamodule.connect(data_needs(spec))  # the model's lengths and tokenizer, before preparation
