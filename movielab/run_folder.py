@@ -6,7 +6,8 @@ with an exclusive mkdir, and a run that finds it taken gets `<name>-1`, `<name>-
 given with `hydra.run.dir=` that already holds a run is refused unless the command resumes a
 checkpoint inside it (`ckpt_path=`) or says `overwrite=true`, which first deletes that run's
 checkpoints and logs. Optional config groups (`experiment=`, `debug=`, `hparams_search=`) that
-name no config are refused too: Hydra would silently leave them out.
+name no config are refused too (Hydra would silently leave them out), and so are bad option
+values (movielab.options), so a mistyped command leaves no folder behind.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, read_write
 
 from movielab import CONFIG_DIR
 from movielab.errors import ENVIRONMENT_ERRNOS, MovielabError, report_and_exit
+from movielab.options import check_options
 
 # what a run that trained leaves (a run that failed before training leaves only its config copy,
 # which a new run may replace)
@@ -96,8 +99,10 @@ class RunFolderClaim(Callback):
     """Claims the run folder before Hydra writes its config copy there (see the module's doc)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        HydraConfig.instance().set_config(config)  # run.dir interpolates ${hydra:runtime.cwd}
         try:
             check_group_choices(config)
+            check_options(config)  # a bad option is refused before any folder is made
             folder = Path(str(config.hydra.run.dir))
             given = any(o.split("=", 1)[0] == "hydra.run.dir" for o in config.hydra.overrides.hydra)
             if given:
@@ -108,6 +113,8 @@ class RunFolderClaim(Callback):
                 config.hydra.run.dir = str(claimed)
         except MovielabError as error:
             report_and_exit(str(error))
+        except Exception as error:  # Hydra would only warn and let the run share a folder
+            report_and_exit(f"cannot claim the run folder: {type(error).__name__}: {error}")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
