@@ -128,6 +128,7 @@ BAD: dict[str, list[Any]] = {
     "data.rating_scale": [[10, 0], [5]],
     "data.reader.columns.*": [3],
     "data.reader.genre_separator": [""],
+    "data.reader.optional": ["year", ["plot"]],
     "data.reader.join_lines": ["x"],
     "data.reader.strip_attribution": ["x"],
     "data.reader.require_rating": ["x"],

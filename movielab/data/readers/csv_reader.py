@@ -34,11 +34,17 @@ class CsvReader(FileReader):
     optional: Sequence[str] = ()
 
     def __post_init__(self) -> None:
-        unknown = sorted((set(self.columns) | set(self.optional)) - set(RECORD_FIELDS))
-        if unknown:
+        if isinstance(self.optional, str) or not all(isinstance(name, str) for name in self.optional):
             raise MovielabError(
-                f"data.reader.columns: unknown record field(s) {unknown}; known: {', '.join(RECORD_FIELDS)}"
+                f"data.reader.optional={self.optional!r} must be a list of record fields, e.g. [year]"
             )
+        for option, names in (("columns", self.columns), ("optional", self.optional)):
+            unknown = sorted(set(names) - set(RECORD_FIELDS))
+            if unknown:
+                raise MovielabError(
+                    f"data.reader.{option}: unknown record field(s) {unknown}; "
+                    f"known: {', '.join(RECORD_FIELDS)}"
+                )
         if not isinstance(self.delimiter, str) or len(self.delimiter) != 1:
             raise MovielabError(
                 f"data.reader.delimiter={self.delimiter!r} must be one character, e.g. ',' or '\\t'"
