@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -261,9 +262,11 @@ def _require_fitting_shapes(spec: ModelSpec, state: Mapping[str, torch.Tensor], 
         return  # Hugging Face builds its own modules; its architecture is checked by its weights
     with torch.device("meta"):
         _, net, conditions = _modules(spec)
-    load_weights(net, state, "net.", path)
-    for name, encoder in conditions.items():
-        load_weights(encoder, state, f"conditions.{name}.", path)
+    with warnings.catch_warnings():  # torch notes that copying into meta tensors is a no-op: the point
+        warnings.filterwarnings("ignore", message="for .*: copying from a non-meta parameter")
+        load_weights(net, state, "net.", path)
+        for name, encoder in conditions.items():
+            load_weights(encoder, state, f"conditions.{name}.", path)
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
