@@ -98,3 +98,9 @@ def _loggers_enabled_after_cli_runs():
     for name, logger in logging.root.manager.loggerDict.items():
         if name.startswith("movielab") and isinstance(logger, logging.Logger):
             logger.disabled = False
+    # its console handler writes to the test's captured stream, closed once the test ends: a later
+    # test's log line through it would print a 'Logging error' traceback into that test's stderr
+    for handler in list(logging.root.handlers):
+        stream = getattr(handler, "stream", None)
+        if isinstance(handler, logging.StreamHandler) and getattr(stream, "closed", False):
+            logging.root.removeHandler(handler)
