@@ -25,6 +25,7 @@ from movielab import resolvers as _resolvers  # noqa: F401 (registers ${steps_fo
 from movielab.callbacks import GracefulStop, LastCheckpoint, ResumableRandomState, StopOnNonFinite
 from movielab.checkpoint import SECTION, load_weights, movielab_section, read_checkpoint, require_same_data
 from movielab.checkpoint_io import AtomicCheckpointIO, RunDescription
+from movielab.data.batching import RecordBatching
 from movielab.data.datamodule import TextDataModule
 from movielab.errors import (
     MovielabError,
@@ -173,7 +174,9 @@ def _check_model_fields(spec: ModelSpec) -> None:
 
 def _check_record_lengths(datamodule: TextDataModule) -> None:
     """Records the data keeps (data.max_tokens) must fit the rows the model takes whole."""
-    max_length = getattr(datamodule.batching, "max_length", None)
+    if not isinstance(datamodule.batching, RecordBatching):
+        return  # windows cut the token stream anywhere: no record needs to fit whole
+    max_length = datamodule.batching.max_length
     if (
         datamodule.max_tokens is not None
         and max_length is not None

@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from movielab.errors import MovielabError
+from movielab.errors import MovielabError, ReportedExit
 from movielab.files import atomic_write_text
 from movielab.sweeps.abandoned_trials import WORKER_ATTR, fail_abandoned_trials, this_worker
 from movielab.sweeps.active_trial import trial_running
@@ -307,9 +307,8 @@ class OptunaSweep:
                 _tell_failed(study, trial, f"interrupted (exit {exit_.code})")
                 raise
             # a MovielabError in the task, already printed on one line: this trial's mistake
-            _tell_failed(
-                study, trial, getattr(exit_, "reason", None) or "the task reported an error (printed above)"
-            )
+            reason = exit_.reason if isinstance(exit_, ReportedExit) else None
+            _tell_failed(study, trial, reason or "the task reported an error (printed above)")
             return JobReturn(
                 overrides=overrides, status=JobStatus.FAILED, _return_value=exit_
             ), TrialState.FAIL
