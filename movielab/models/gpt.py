@@ -111,7 +111,10 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
-class GPT(nn.Module):
+class TransformerStack(nn.Module):
+    """Token and position embeddings, the blocks and the final norm: what the GPT and the encoder
+    share (the attribute names are their checkpoints' keys)."""
+
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.config = config
@@ -120,6 +123,11 @@ class GPT(nn.Module):
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+
+
+class GPT(TransformerStack):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__(config)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight
         self.apply(self._init_weights)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from movielab.errors import MovielabError
-from movielab.models.gpt import GPT, Block, GPTConfig
+from movielab.models.gpt import GPT, GPTConfig, TransformerStack
 
 
 @dataclass
@@ -23,21 +23,15 @@ class TransformerEncoderConfig(GPTConfig):
             raise MovielabError(f"the encoder needs at least one output, got n_outputs={self.n_outputs}")
 
 
-class TransformerEncoder(nn.Module):
+class TransformerEncoder(TransformerStack):
     """Token ids and a padding mask -> `n_outputs` scores per row (e.g. one logit per genre).
 
-    The blocks are the GPT's (movielab.models.gpt.Block) with bidirectional attention restricted to
+    The stack is the GPT's (movielab.models.gpt.TransformerStack) with bidirectional attention restricted to
     the real tokens; the final hidden states are averaged over the real tokens and projected.
     """
 
     def __init__(self, config: TransformerEncoderConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
-        self.wpe = nn.Embedding(config.block_size, config.n_embd)
-        self.drop = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
-        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+        super().__init__(config)
         self.head = nn.Linear(config.n_embd, config.n_outputs)
         self.apply(GPT._init_weights)
 

@@ -25,6 +25,8 @@ from movielab.sweeps.report import (
     _fmt_value,
     _table,
     _utilisation_column,
+    failed_trial_lines,
+    is_infeasible,
     varying_params,
 )
 
@@ -53,10 +55,6 @@ class ParetoReport:
             pick = min if direction == "minimize" else max
             best.append(pick(feasible, key=lambda t: t.values[i]) if feasible else None)
         return best
-
-
-def is_infeasible(trial: FrozenTrial) -> bool:
-    return any(value > 0 for value in trial.constraints.values())
 
 
 def build_pareto_report(study: optuna.Study) -> ParetoReport:
@@ -169,13 +167,7 @@ def pareto_markdown(report: ParetoReport, storage: str | None = None) -> str:
     ]
     header = ["trial", "state", "front", *value_header, *report.factors, *figure_header]
     out += ["## All trials", "", _table(header, rows), ""]
-    errors = [t for t in report.trials if t.state == TrialState.FAIL and "error" in t.user_attrs]
-    if errors:
-        out += ["Failed trials:", ""] + [
-            f"- trial {t.number}: {str(t.user_attrs['error']).splitlines()[0]}" for t in errors
-        ]
-        out.append("")
-    return "\n".join(out)
+    return "\n".join(out + failed_trial_lines(report.trials))
 
 
 # -- the plot ---------------------------------------------------------------------------------------

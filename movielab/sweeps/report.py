@@ -57,7 +57,7 @@ class SweepReport:
 
     @property
     def best(self) -> FrozenTrial | None:
-        done = [t for t in self.trials if t.state == TrialState.COMPLETE and not _infeasible(t)]
+        done = [t for t in self.trials if t.state == TrialState.COMPLETE and not is_infeasible(t)]
         if not done:
             return None
         pick = min if self.study.direction == optuna.study.StudyDirection.MINIMIZE else max
@@ -87,7 +87,8 @@ def varying_params(trials: list[FrozenTrial]) -> list[str]:
     return [n for n in names if len({_key(t.params.get(n)) for t in trials if n in t.params}) > 1] or names
 
 
-def _infeasible(trial: FrozenTrial) -> bool:
+def is_infeasible(trial: FrozenTrial) -> bool:
+    """A trial that breaks one of the study's constraints (Optuna stores violations as > 0)."""
     return any(value > 0 for value in trial.constraints.values())
 
 
@@ -203,7 +204,7 @@ def _figures(trial: FrozenTrial | None, util: tuple[str, str] | None) -> list[st
 
 
 def _state_note(trial: FrozenTrial) -> str:
-    if _infeasible(trial):
+    if is_infeasible(trial):
         missed = [name for name, value in trial.constraints.items() if value > 0]
         return " (infeasible: misses " + ", ".join(f"`{m}`" for m in missed) + ")"
     if trial.state == TrialState.PRUNED:
@@ -296,20 +297,23 @@ def to_markdown(report: Any, storage: str | None = None) -> str:
         rows.append(
             [
                 str(t.number),
-                t.state.name.lower() + (_state_note(t) if _infeasible(t) else ""),
+                t.state.name.lower() + (_state_note(t) if is_infeasible(t) else ""),
                 _fmt(score, ".4f"),
                 *(_fmt_value(t.params.get(f, "-")) for f in report.factors),
                 *_figures(t, util),
             ]
         )
     out += ["## All trials", "", _table(["trial", "state", loss, *report.factors, *figure_header], rows), ""]
-    errors = [t for t in report.trials if t.state == TrialState.FAIL and "error" in t.user_attrs]
-    if errors:
-        out += ["Failed trials:", ""] + [
-            f"- trial {t.number}: {t.user_attrs['error'].splitlines()[0]}" for t in errors
-        ]
-        out.append("")
-    return "\n".join(out)
+    return "\n".join(out + failed_trial_lines(report.trials))
+
+
+def failed_trial_lines(trials: list[FrozenTrial]) -> list[str]:
+    """'Failed trials:' and the first line of each failed trial's recorded error; none if none."""
+    errors = [t for t in trials if t.state == TrialState.FAIL and "error" in t.user_attrs]
+    if not errors:
+        return []
+    lines = [f"- trial {t.number}: {str(t.user_attrs['error']).splitlines()[0]}" for t in errors]
+    return ["Failed trials:", "", *lines, ""]
 
 
 # -- the plot ---------------------------------------------------------------------------------------
