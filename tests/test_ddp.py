@@ -261,7 +261,7 @@ def test_only_rank_zero_writes_and_prints_the_summary(ddp_run):
     assert expected <= rank0, expected - rank0
     assert any(p.startswith("checkpoints/best-step") for p in rank0)
     assert any(p.startswith("tensorboard/events.out.tfevents") for p in rank0)  # scalars, samples, hparams
-    assert result.stdout.count("Run finished in") == 1
+    assert result.stdout.count("Run finished after") == 1
     assert "[rank: 1]" in result.stdout + result.stderr  # rank 1 did run (Lightning's rank prefix)
     assert "sync_dist=True" not in result.stderr  # val/ and gen/ are reduced already: no false advice
 
