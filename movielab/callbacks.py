@@ -74,18 +74,32 @@ class TextSamples(L.Callback):
 
 class ResumableRandomState(L.Callback):
     """Saves the torch RNG states in checkpoints and restores them on resume, so dropout after
-    resuming draws the same masks as an uninterrupted run would have."""
+    resuming draws the same masks as an uninterrupted run would have. Under DDP the ranks' states
+    differ (batches of different shapes draw different amounts), so every rank's is gathered into
+    the checkpoint (which rank 0 writes) and each rank gets its own back."""
 
     def state_dict(self) -> dict[str, Any]:
         state = {"cpu": torch.get_rng_state()}
         if torch.cuda.is_available():
             state["cuda"] = torch.cuda.get_rng_state_all()
+        if _world_size() > 1:  # Lightning asks every rank for its state when it saves a checkpoint
+            ranks: list[Any] = [None] * _world_size()
+            torch.distributed.all_gather_object(ranks, state)
+            return {"ranks": ranks}
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "ranks" in state_dict:
+            ranks = state_dict["ranks"]
+            state_dict = ranks[torch.distributed.get_rank() % len(ranks) if _world_size() > 1 else 0]
         torch.set_rng_state(state_dict["cpu"])
         if "cuda" in state_dict and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+
+def _world_size() -> int:
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    return torch.distributed.get_world_size() if distributed else 1
 
 
 class LastCheckpoint(ModelCheckpoint):

@@ -8,11 +8,17 @@ checkpoint inside it (`ckpt_path=`) or says `overwrite=true`, which first delete
 checkpoints and logs. Optional config groups (`experiment=`, `debug=`, `hparams_search=`) that
 name no config are refused too (Hydra would silently leave them out), and so are bad option
 values (movielab.options), so a mistyped command leaves no folder behind.
+
+Under DDP, Lightning starts each extra rank as the same command with `hydra.run.dir=<rank 0's
+folder>` (and LOCAL_RANK set; torchrun sets RANK, srun SLURM_PROCID): such a process joins that
+folder as it is: it is neither refused for the run rank 0 is starting there nor empties it.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +36,15 @@ RUN_OUTPUTS = ("checkpoints", "tensorboard", "csv")
 # what overwrite=true deletes: the previous run's weights and curves (samples and evaluations stay)
 REPLACED_OUTPUTS = ("checkpoints", "tensorboard", "csv", "tokenizer.json", "train.log")
 OPTIONAL_GROUPS = ("experiment", "debug", "hparams_search")
+# where the launchers put a process's rank: Lightning's own (LOCAL_RANK, NODE_RANK for its node),
+# torchrun (RANK, LOCAL_RANK) and SLURM's srun (SLURM_PROCID)
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
+
+
+def launched_rank(environ: Mapping[str, str]) -> int:
+    """The rank a DDP launcher gave this process (0 for rank 0 and for a process on its own)."""
+    ranks = [environ.get(name, "0").strip() for name in RANK_VARIABLES]
+    return max((int(rank) for rank in ranks if rank.isdigit()), default=0)
 
 
 def run_outputs(folder: Path) -> list[str]:
@@ -105,6 +120,8 @@ class RunFolderClaim(Callback):
             check_options(config)  # a bad option is refused before any folder is made
             folder = Path(str(config.hydra.run.dir))
             given = any(o.split("=", 1)[0] == "hydra.run.dir" for o in config.hydra.overrides.hydra)
+            if given and launched_rank(os.environ) > 0:
+                return  # an extra DDP rank in rank 0's folder: rank 0 has claimed it
             if given:
                 check_reuse(folder, config.get("ckpt_path"), bool(config.get("overwrite")))
                 return

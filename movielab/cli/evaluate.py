@@ -15,7 +15,6 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import cycle, islice
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +67,7 @@ def _requested_genres(cfg: DictConfig, references: ReferenceTexts, count: int) -
     """The genres each sample asks for: `genres=` for all, else the held-out movies' genres in turn."""
     if cfg.genres is not None:
         return [[str(g) for g in _as_list(cfg.genres)]] * count
-    with_genres = [list(g) for g in references.heldout_genres if g]
-    return list(islice(cycle(with_genres), count)) if with_genres else []
+    return references.requested_genres(count)
 
 
 def reference_data(model: LoadedModel, data_path: str | None) -> Any:

@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 
 # movielab reports tokens/s (ThroughputMonitor's items/s); it does not count FLOPs per batch
 warnings.filterwarnings("ignore", message=".*`flops_per_batch`.*")
+# under DDP the val/ metrics are torchmetrics reduced over every rank's windows and gen/ is broadcast
+# from rank 0, so Lightning's advice to add sync_dist=True does not apply to them
+warnings.filterwarnings("ignore", message=r".*self\.log\('(val|gen)/.*sync_dist=True.*")
 
 
 def _instantiate_all(group: DictConfig | None) -> list[Any]:

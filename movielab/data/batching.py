@@ -75,6 +75,17 @@ def _require_counts(options: object, names: tuple[str, ...]) -> None:
             raise MovielabError(f"data.batching.{name}={value!r} must be an integer of at least 1")
 
 
+def _require_a_shard_per_rank(count: int, what: str, world_size: int) -> None:
+    """Under DDP every rank must validate something: one with no batches would skip validation
+    while the others wait for its share of val/loss."""
+    if count < world_size:
+        raise MovielabError(
+            f"the validation split has {count} {what}, fewer than the {world_size} processes (DDP ranks) "
+            "that each validate a share; use fewer trainer.devices or more validation data "
+            "(data.val_fraction, data.batching.val_max_windows)"
+        )
+
+
 def step_rng(seed: int, rank: int, step: int) -> np.random.Generator:
     return np.random.default_rng([seed, rank, step])
 
@@ -141,6 +152,7 @@ class WindowBatching:
         n_windows = (len(split.tokens) - 1) // self.block_size
         if self.val_max_windows:
             n_windows = min(n_windows, self.val_max_windows)
+        _require_a_shard_per_rank(n_windows, "windows", world_size)
         starts = np.arange(n_windows)[rank::world_size] * self.block_size
         return FixedBatches(
             [
@@ -258,6 +270,7 @@ class RecordBatching:
 
     def val_loader(self, split: TokenSplit, rank: int = 0, world_size: int = 1) -> FixedBatches:
         """Every validation record once, sorted by length, sharded by rank."""
+        _require_a_shard_per_rank(split.n_records, "records", world_size)
         order = np.argsort(split.lengths, kind="stable")[rank::world_size]
         return FixedBatches(
             [

@@ -12,7 +12,9 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from movielab.evaluation.generated_text import ReferenceTexts, text_metrics
+from movielab.checkpoint import load_model
+from movielab.errors import MovielabError
+from movielab.evaluation.generated_text import GenreJudge, ReferenceTexts, text_metrics
 from movielab.evaluation.genre_report import classification_report
 from movielab.evaluation.rating_conditioning import evaluate_rating_conditioning
 from movielab.evaluation.training_texts import training_index
@@ -99,10 +101,19 @@ class GenreReport(L.Callback):
 
 class GeneratedTextMetrics(L.Callback):
     """After each validation (or only when training ends, `every_validation=false`), write a fixed
-    set of samples (the same prompt and seeds each time) and log text metrics under `gen/`:
+    set of samples (the same prompts and seeds each time) and log text metrics under `gen/`:
     distinct-1/2, self-BLEU, copy rate and n-gram novelty against the training texts, BLEU against
     the held-out ones (movielab.evaluation.generated_text, as `movielab.evaluate` measures them).
-    They appear in TensorBoard and in trainer.callback_metrics, so a sweep can optimise them."""
+    They appear in the loggers and in trainer.callback_metrics, so a sweep can optimise them.
+
+    Conditioning fidelity, for models that take the condition: `rating_samples` titles at each of
+    `ratings` (default 9 across the training range) give gen/rating_spearman and
+    gen/rating_mean_abs_error (movielab.evaluation.rating_conditioning, as `movielab.evaluate
+    mode=conditioning`); a genre-conditioned model's samples ask for the held-out movies' genres in
+    turn, and with a `classifier` checkpoint (a genre classifier) give gen/genre_recall and
+    gen/genre_top1. Rank 0 measures and the values are broadcast, so every rank logs the same.
+    Option `prompt` gives every sample the same prompt fields instead.
+    """
 
     def __init__(
         self,
@@ -112,11 +123,16 @@ class GeneratedTextMetrics(L.Callback):
         top_k: int | None = None,
         top_p: float | None = None,
         seed: int = 0,
-        ngram: int = 3,
+        ngram: int = 4,
         prompt: dict[str, Any] | None = None,
         every_validation: bool = True,
         prefix: str = "gen/",
+        rating_samples: int = 8,
+        ratings: Sequence[float] | None = None,
+        classifier: str | None = None,
     ) -> None:
+        if num_samples < 2:
+            raise MovielabError(f"gen_metrics num_samples={num_samples} must be at least 2 (self-BLEU)")
         self.num_samples = num_samples
         self.settings = SamplingSettings(
             temperature=temperature, top_k=top_k, top_p=top_p, max_new_tokens=max_new_tokens
@@ -126,8 +142,20 @@ class GeneratedTextMetrics(L.Callback):
         self.prompt = dict(prompt or {})
         self.every_validation = every_validation
         self.prefix = prefix
+        self.rating_samples = rating_samples
+        self.ratings = [float(r) for r in ratings] if ratings else None
+        self.classifier = classifier
+        self._judge: GenreJudge | None = None
         self._references: ReferenceTexts | None = None
         self.last: dict[str, float] = {}
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """A classifier that is not one fails before training, not at the first validation."""
+        if self.classifier and self._judge is None and trainer.is_global_zero:
+            predictor = load_model(self.classifier, device=pl_module.device).predictor
+            if predictor is None:
+                raise MovielabError(f"gen_metrics classifier={self.classifier} is not a genre classifier")
+            self._judge = GenreJudge(predictor)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.every_validation and not trainer.sanity_checking:
@@ -140,21 +168,39 @@ class GeneratedTextMetrics(L.Callback):
     def _measure(self, trainer: L.Trainer, pl_module: L.LightningModule, log_now: bool) -> None:
         if not isinstance(pl_module, TrainsTextWriter):
             return
-        datamodule = trainer.datamodule
-        if self._references is None:
-            self._references = ReferenceTexts.from_data(datamodule.prepare(), datamodule.template)
-        sampler = pl_module.text_sampler(datamodule.tokenizer, datamodule.template)
-        requests = requests_for(self.prompt, self.settings, self.seed, self.num_samples)
         with evaluating(pl_module):
-            samples = [r.text for r in generate_texts(sampler, requests, device=pl_module.device)]
-        metrics = text_metrics(samples, self._references, self.ngram)
-        metrics.pop("samples", None)
-        self.last = {f"{self.prefix}{name}": float(value) for name, value in metrics.items()}
-        if log_now:  # every rank computes the same samples, so the values agree without a sync
+            measured = self.measure(trainer.datamodule, pl_module) if trainer.is_global_zero else None
+        self.last = trainer.strategy.broadcast(measured, src=0)
+        if log_now:
             for name, value in self.last.items():
-                pl_module.log(name, value, sync_dist=False, rank_zero_only=True)
-        else:
+                pl_module.log(name, value, sync_dist=False)
+        else:  # on_train_end: Lightning's self.log no longer applies
             for name, value in self.last.items():
                 trainer.callback_metrics[name] = torch.tensor(value)
             for logger in trainer.loggers:
                 logger.log_metrics(self.last, step=trainer.global_step)
+
+    def measure(self, datamodule: Any, model: TrainsTextWriter) -> dict[str, float]:
+        """The metrics of the model's samples now (the module in eval mode), named with the prefix."""
+        if self._references is None:
+            self._references = ReferenceTexts.from_data(datamodule.prepare(), datamodule.template)
+        references = self._references
+        sampler = model.text_sampler(datamodule.tokenizer, datamodule.template)
+        conditions = sampler.conditions if isinstance(sampler, LanguageModelSampler) else {}
+        genre_model = "genres" in conditions and not self.prompt
+        asked = references.requested_genres(self.num_samples) if genre_model else []
+        prompts = [{"genres": genres} for genres in asked] if asked else self.prompt
+        requests = requests_for(prompts, self.settings, self.seed, self.num_samples)
+        samples = [r.text for r in generate_texts(sampler, requests, device=model.device)]
+        metrics = text_metrics(samples, references, self.ngram)
+        metrics.pop("samples", None)
+        if self._judge is not None and asked:
+            records = [references.reader.record(s) for s in samples]
+            metrics.update(self._judge.recognition(records, asked))
+        if self.rating_samples and "rating" in conditions:
+            result = evaluate_rating_conditioning(
+                sampler, self.settings, self.ratings, self.rating_samples, seed=self.seed
+            )
+            metrics["rating_spearman"] = result.spearman
+            metrics["rating_mean_abs_error"] = result.mean_abs_error
+        return {f"{self.prefix}{name}": float(value) for name, value in metrics.items()}

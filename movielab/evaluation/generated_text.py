@@ -16,6 +16,7 @@ import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import cycle, islice
 
 import numpy as np
 
@@ -101,6 +102,12 @@ class ReferenceTexts:
     @cached_property
     def title_index(self) -> TextIndex:
         return TextIndex.from_texts(self.training_titles)
+
+    def requested_genres(self, count: int) -> list[list[str]]:
+        """The genres `count` samples of a genre-conditioned model ask for: the held-out movies'
+        genres in turn (those with any), so samples and real texts ask for the same mix."""
+        with_genres = [list(g) for g in self.heldout_genres if g]
+        return list(islice(cycle(with_genres), count)) if with_genres else []
 
     def known_ngrams(self, n: int) -> KnownNgrams:
         """The training bodies' n-grams, collected once for every sample set scored against them."""
