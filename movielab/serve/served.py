@@ -78,6 +78,7 @@ def model_names(paths: Sequence[Path]) -> list[str]:
     one run, and a number where names still collide."""
     folders = [path.resolve().parent for path in paths]
     runs = [folder.parent.name if folder.name == "checkpoints" else folder.name for folder in folders]
+    runs = [run or path.stem for run, path in zip(runs, paths, strict=True)]
     names = [run if runs.count(run) == 1 else f"{run}:{p.stem}" for run, p in zip(runs, paths, strict=True)]
     seen: dict[str, int] = {}
     unique = []
@@ -103,10 +104,10 @@ def checkpoints_to_serve(ckpt: Any, ckpts: Any) -> dict[str, Path]:
             "name the checkpoints to serve: ckpt=PATH, ckpts=[PATH,...] or ckpts={name: PATH}"
         )
     for name, path in named.items():
-        if not re.match(NAME, name):
-            raise MovielabError(f"ckpts: model name {name!r} must be letters, digits and _ . : - only")
         if not path.is_file():
             raise MovielabError(f"checkpoint not found: {path}")
+        if not re.match(NAME, name):
+            raise MovielabError(f"ckpts: model name {name!r} must be letters, digits and _ . : - only")
     return named
 
 
