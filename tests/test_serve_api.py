@@ -10,6 +10,7 @@ import functools
 import json
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +24,8 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from movielab.checkpoint import SECTION, read_checkpoint
+from movielab.cli.serve import main as serve_main
+from movielab.cli.serve import serve_options
 from movielab.cli.train import train
 from movielab.data.records import Record
 from movielab.errors import MovielabError
@@ -471,3 +474,34 @@ def test_checkpoints_are_named_after_their_runs_and_only_those_are_served(tmp_pa
         checkpoints_to_serve("a", ["b"])
     with pytest.raises(MovielabError, match="name the checkpoints"):
         checkpoints_to_serve(None, None)
+
+
+def test_the_serve_config_gives_the_servers_options_and_refuses_bad_ones(tmp_path, monkeypatch):
+    monkeypatch.delenv("MOVIELAB_API_KEY", raising=False)
+    options = serve_options(compose_config(tmp_path, ["ckpt=x", "max_n=3"], config_name="serve"))
+    assert (options.max_n, options.max_new_tokens_limit, options.api_key) == (3, 1000, None)
+    assert (options.sampling.temperature, options.sampling.top_p, options.sampling.max_new_tokens) == (
+        0.8,
+        0.95,
+        400,
+    )
+    monkeypatch.setenv("MOVIELAB_API_KEY", "0123e456789")  # read as text, never as a number
+    assert serve_options(compose_config(tmp_path, ["ckpt=x"], config_name="serve")).api_key == "0123e456789"
+    for bad, message in [
+        ("max_batch=0", "max_batch=0 must be at least 1"),
+        ("max_new_tokens_limit=100", "sampling.max_new_tokens=400 is above max_new_tokens_limit=100"),
+        ("sampling.top_p=2", "top_p=2 must be in"),
+        ("api_key=short", "api_key must be at least 8 characters"),
+    ]:
+        with pytest.raises(MovielabError, match=re.escape(message)):
+            serve_options(compose_config(tmp_path, ["ckpt=x", bad], config_name="serve"))
+
+
+def test_the_command_reports_a_missing_checkpoint_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["movielab-serve", f"ckpt={tmp_path / 'none.ckpt'}"])
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        serve_main()
+    assert exit_info.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: checkpoint not found: {tmp_path / 'none.ckpt'}"]

@@ -13,6 +13,8 @@ import contextlib
 import json
 import logging
 import secrets
+import threading
+import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -145,7 +147,7 @@ def create_app(models: Mapping[str, ServedModel], options: ServeOptions = ServeO
     )
     async def generate(body: GenerateBody, request: Request) -> Any:
         model = _pick(models, body.model, writes_text=True)
-        checked = await run_in_threadpool(_checked, body, model, options)
+        checked = _checked(body, model, options)
         relay = _Relay(asyncio.get_running_loop())
         job = model.scheduler.submit(checked.requests, checked.prompts, relay.deliver)
         texts = _Texts(checked)
@@ -235,21 +237,48 @@ def _pick(models: Mapping[str, ServedModel], wanted: str | None, writes_text: bo
 
 
 def _checked(body: GenerateBody, model: ServedModel, options: ServeOptions) -> CheckedGenerate:
-    """Runs in a worker thread: preparing a prompt may run the model's condition encoders."""
+    """In the event loop: tokenizing a prompt and running the condition encoders takes well under
+    a millisecond, less than a hop to a worker thread and back while the decoding thread runs."""
     with torch.inference_mode():
         return checked_generate(body, model.loaded.sampler, model.name, options.sampling, options.limits)
 
 
-class _Relay:
-    """Hands what the scheduler thread delivers to this request's event loop."""
+class _Mailbox:
+    """What scheduler threads deliver, handed to one event loop: the loop is woken once for all
+    that arrived since it last ran (a step delivers to every job in it at once), not once a job."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        self.lock = threading.Lock()
+        self.pending: list[tuple[asyncio.Queue, Delivery]] = []
+
+    def post(self, queue: asyncio.Queue, item: Delivery) -> None:  # from a scheduler's thread
+        with self.lock:
+            self.pending.append((queue, item))
+            if len(self.pending) > 1:
+                return  # a wake-up is on its way
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is listening any more
+            self.loop.call_soon_threadsafe(self._hand_over)
+
+    def _hand_over(self) -> None:
+        with self.lock:
+            pending, self.pending = self.pending, []
+        for queue, item in pending:
+            queue.put_nowait(item)
+
+
+_MAILBOXES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox] = weakref.WeakKeyDictionary()
+
+
+class _Relay:
+    """One request's deliveries, queued in its event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.mailbox = _MAILBOXES.get(loop) or _MAILBOXES.setdefault(loop, _Mailbox(loop))
         self.queue: asyncio.Queue[Delivery] = asyncio.Queue()
 
-    def deliver(self, item: Delivery) -> None:  # called from the scheduler's thread
-        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is listening any more
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+    def deliver(self, item: Delivery) -> None:
+        self.mailbox.post(self.queue, item)
 
 
 class _Texts:
