@@ -63,6 +63,31 @@ def train_model(root: Path) -> Path:
     return root / "run" / "checkpoints" / "last.ckpt"
 
 
+def engine_tokens_per_second(ckpt: Path, rows: int, seconds: float) -> float:
+    """The decoding loop alone, no HTTP: `rows` rows kept in one DecodingBatch (a finished row is
+    replaced at once, as the closed-loop clients do), with the torch threads the server uses."""
+    from movielab.checkpoint import load_model
+    from movielab.cli.serve import decoding_threads
+    from movielab.generation import DecodingBatch, Request, RowFinished
+    from movielab.sampling import SamplingSettings
+
+    torch.set_num_threads(decoding_threads(None))
+    sampler = load_model(ckpt).sampler
+    settings = SamplingSettings(top_p=0.95, max_new_tokens=NEW_TOKENS)
+    batch, started, tokens = DecodingBatch(sampler), 0, 0
+    with torch.inference_mode():
+        for started in range(rows):
+            batch.add(started, Request({"title": f"Movie {started}"}, settings, started))
+        begin = time.perf_counter()
+        while time.perf_counter() - begin < seconds:
+            tokens += len(batch)
+            for event in batch.step():
+                if isinstance(event, RowFinished):
+                    started += 1
+                    batch.add(started, Request({"title": f"Movie {started}"}, settings, started))
+        return tokens / (time.perf_counter() - begin)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -183,6 +208,10 @@ def main() -> None:
                         print(f"repeat {repeat} batching {mode:<3} clients {clients:>2}: "
                               f"{cell['requests']:>4} requests, {cell['tokens_s']:7.0f} tokens/s, "
                               f"ttft p95 {cell['ttft_p95'] * 1000:7.1f} ms", flush=True)  # fmt: skip
+                engines = [engine_tokens_per_second(ckpt, rows, args.seconds / 2) for rows in (1, 32)]
+                cells.setdefault(("engine", 0), []).append(dict(zip(("one", "many"), engines, strict=True)))
+                print(f"repeat {repeat} decoding loop alone: 1 row {engines[0]:.0f} tokens/s, "
+                      f"32 rows {engines[1]:.0f} tokens/s", flush=True)  # fmt: skip
             health = {mode: server.health() for mode, server in servers.items()}
         finally:
             for server in servers.values():
@@ -223,6 +252,11 @@ def report(cells: dict, health: dict, args: argparse.Namespace) -> None:
           f"(per repeat {', '.join(f'{s:.1f}' for s in speedups)}; target >= 10x)")  # fmt: skip
     print(f"batching on, p95 time to first token 32 clients / 1 client: {statistics.median(ttft):.2f}x "
           f"(per repeat {', '.join(f'{r:.2f}' for r in ttft)}; target <= 2x)")  # fmt: skip
+    engine = [cell["many"] / cell["one"] for cell in cells[("engine", 0)]]
+    one, many = (statistics.median(cell[key] for cell in cells[("engine", 0)]) for key in ("one", "many"))
+    per_repeat = ", ".join(f"{r:.1f}" for r in engine)
+    print(f"the decoding loop alone (no HTTP): 1 row {one:.0f} tokens/s, 32 rows {many:.0f} tokens/s, "
+          f"{statistics.median(engine):.1f}x (per repeat {per_repeat})")  # fmt: skip
     together = {mode: health[mode]["max_rows_together"] for mode in ("on", "off")}
     print(f"most rows decoded together: on {together['on']}, off {together['off']}")
 

@@ -21,11 +21,13 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+import yaml
 from fastapi.testclient import TestClient
+from omegaconf import OmegaConf, open_dict
 
 from movielab.checkpoint import SECTION, read_checkpoint
 from movielab.cli.serve import main as serve_main
-from movielab.cli.serve import serve_options
+from movielab.cli.serve import serve, serve_options
 from movielab.cli.train import train
 from movielab.data.records import Record
 from movielab.errors import MovielabError
@@ -34,7 +36,7 @@ from movielab.sampling import SamplingSettings
 from movielab.serve.app import ServeOptions, create_app
 from movielab.serve.scheduler import DecodingFailed, DecodingScheduler
 from movielab.serve.served import checkpoints_to_serve, load_served, model_names
-from tests.conftest import compose_config
+from tests.conftest import CONF_DIR, compose_config
 
 QUIET = [
     "trainer.accelerator=cpu",
@@ -488,7 +490,7 @@ def test_the_serve_config_gives_the_servers_options_and_refuses_bad_ones(tmp_pat
     monkeypatch.setenv("MOVIELAB_API_KEY", "0123e456789")  # read as text, never as a number
     assert serve_options(compose_config(tmp_path, ["ckpt=x"], config_name="serve")).api_key == "0123e456789"
     for bad, message in [
-        ("max_batch=0", "max_batch=0 must be at least 1"),
+        ("max_batch=0", "max_batch=0 must be an integer of at least 1"),
         ("max_new_tokens_limit=100", "sampling.max_new_tokens=400 is above max_new_tokens_limit=100"),
         ("sampling.top_p=2", "top_p=2 must be in"),
         ("api_key=short", "api_key must be at least 8 characters"),
@@ -504,4 +506,63 @@ def test_the_command_reports_a_missing_checkpoint_in_one_line(tmp_path, monkeypa
         serve_main()
     assert exit_info.value.code == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert errors == [f"error: checkpoint not found: {tmp_path / 'none.ckpt'}"]
+    assert errors == [f"error: ckpt: checkpoint not found: {tmp_path / 'none.ckpt'}"]
+
+
+# every option of conf/serve.yaml (read from the file, so a new one needs a row) -> bad values
+SERVE_BAD = {
+    "ckpt": [3, "missing.ckpt"],
+    "ckpts": [{"a": "missing.ckpt"}, ["missing.ckpt"], "x", {}],
+    "host": ["", 3],
+    "port": [0, 70000, "http"],
+    "api_key": ["short"],
+    "device": ["quantum"],
+    "max_batch": [0, 2.5],
+    "max_n": [0],
+    "max_new_tokens_limit": [0, 100],  # 100: below sampling.max_new_tokens=400
+    "max_body_bytes": [0],
+    "use_cache": ["yes"],
+    "torch_threads": [0, "many"],
+    "log_level": ["loud"],
+    "sampling.temperature": [0, "hot"],
+    "sampling.top_k": [0],
+    "sampling.top_p": [2],
+    "sampling.min_p": [1],
+    "sampling.repetition_penalty": [-1],
+    "sampling.no_repeat_ngram_size": [0],
+    "sampling.max_new_tokens": [0, 1001],
+}
+
+
+def serve_config_options() -> list[str]:
+    def leaves(node, prefix=""):
+        for key, value in node.items():
+            if key in ("defaults", "hydra"):
+                continue
+            yield from leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else [prefix + key]
+
+    return list(leaves(yaml.safe_load((CONF_DIR / "serve.yaml").read_text(encoding="utf-8"))))
+
+
+def test_every_serve_option_has_bad_values_tried():
+    assert sorted(serve_config_options()) == sorted(SERVE_BAD)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [(option, value) for option, values in SERVE_BAD.items() for value in values],
+    ids=[f"{option}={value!r}" for option, values in SERVE_BAD.items() for value in values],
+)
+def test_a_bad_serve_option_is_one_line_naming_it_before_anything_loads(tmp_path, monkeypatch, option, value):
+    monkeypatch.delenv("MOVIELAB_API_KEY", raising=False)
+    cfg = compose_config(tmp_path, ["ckpt=x"] if option not in ("ckpt", "ckpts") else [], config_name="serve")
+    with open_dict(cfg):
+        OmegaConf.update(cfg, option, value, merge=False)
+    loaded = []
+    monkeypatch.setattr("movielab.serve.served.load_served", lambda *a, **k: loaded.append(a) or {})
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("uvicorn started"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(MovielabError) as raised:
+        serve(cfg)
+    message = str(raised.value)
+    assert "\n" not in message and option in message and not loaded, message

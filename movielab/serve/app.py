@@ -312,14 +312,20 @@ def _text_body(index: int, result: GeneratedText) -> dict[str, Any]:
 
 
 async def _job_events(job: Job, relay: _Relay) -> AsyncIterator[list[Event]]:
-    """The job's events a step at a time, until each of its rows has finished."""
+    """The job's events until each of its rows has finished: those of every step delivered since
+    the last look, together (a loop that falls behind catches up in fewer, larger writes)."""
     unfinished = set(job.rows)
     while unfinished:
-        delivered = await relay.queue.get()
-        if isinstance(delivered, BaseException):
-            raise delivered
-        unfinished -= {event.row for event in delivered if isinstance(event, RowFinished)}
-        yield list(delivered)
+        deliveries = [await relay.queue.get()]
+        while not relay.queue.empty():
+            deliveries.append(relay.queue.get_nowait())
+        events = []
+        for delivered in deliveries:
+            if isinstance(delivered, BaseException):
+                raise delivered
+            events += delivered
+        unfinished -= {event.row for event in events if isinstance(event, RowFinished)}
+        yield events
 
 
 async def _collect(job: Job, relay: _Relay, texts: _Texts) -> None:

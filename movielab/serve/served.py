@@ -93,19 +93,24 @@ def checkpoints_to_serve(ckpt: Any, ckpts: Any) -> dict[str, Path]:
     if ckpt is not None and ckpts:
         raise MovielabError("give ckpt=PATH or ckpts=[PATH,...], not both")
     if ckpt is not None:
+        options = ["ckpt"]
         named = dict(zip(model_names([Path(str(ckpt))]), [Path(str(ckpt))], strict=True))
-    elif isinstance(ckpts, Mapping):
+    elif isinstance(ckpts, Mapping) and ckpts:
+        options = [f"ckpts.{name}" for name in ckpts]
         named = {str(name): Path(str(path)) for name, path in ckpts.items()}
     elif isinstance(ckpts, Sequence) and not isinstance(ckpts, str) and ckpts:
+        options = [f"ckpts[{i}]" for i in range(len(ckpts))]
         paths = [Path(str(path)) for path in ckpts]
         named = dict(zip(model_names(paths), paths, strict=True))
-    else:
+    elif ckpts is None:
         raise MovielabError(
             "name the checkpoints to serve: ckpt=PATH, ckpts=[PATH,...] or ckpts={name: PATH}"
         )
-    for name, path in named.items():
+    else:
+        raise MovielabError(f"ckpts={ckpts!r} must be a list of paths [PATH,...] or {{name: PATH}}")
+    for option, (name, path) in zip(options, named.items(), strict=True):
         if not path.is_file():
-            raise MovielabError(f"checkpoint not found: {path}")
+            raise MovielabError(f"{option}: checkpoint not found: {path}")
         if not re.match(NAME, name):
             raise MovielabError(f"ckpts: model name {name!r} must be letters, digits and _ . : - only")
     return named
