@@ -7,8 +7,10 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ThroughputMonitor
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from movielab.data.batching import batch_size_of, tokens_in
 from movielab.generation import TrainsTextWriter, generate_texts, requests_for
 from movielab.models.modes import evaluating
 from movielab.sampling import SamplingSettings
@@ -74,3 +76,15 @@ class ResumableRandomState(L.Callback):
         torch.set_rng_state(state_dict["cpu"])
         if "cuda" in state_dict and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+
+class TokenThroughput(ThroughputMonitor):
+    """Lightning's ThroughputMonitor with tokens as its items: logs train/items_per_sec (tokens/s).
+
+    The counting functions are given here rather than as Hydra `_partial_` targets in the config:
+    Hydra 1.3.8 checks its target policy on every call of such a partial (about 0.2 ms), and these
+    run twice every training step (experiments/bench_training.md).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(batch_size_fn=batch_size_of, length_fn=tokens_in, **kwargs)
