@@ -1,16 +1,26 @@
-"""Callbacks movielab adds to Lightning's: generated samples in TensorBoard, exact RNG on resume."""
+"""Callbacks movielab adds to Lightning's: generated samples in TensorBoard, exact RNG on resume,
+checkpoints that keep a run's work (at the end, on a stop signal, never non-finite, never an
+ambiguous "best"), a stop at the first non-finite loss, and a progress bar that counts steps."""
 
 from __future__ import annotations
 
 import logging
+import math
+import os
+import signal
+import threading
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ThroughputMonitor
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar, ThroughputMonitor
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from movielab.data.batching import batch_size_of, tokens_in
+from movielab.errors import TrainingDiverged
 from movielab.generation import TrainsTextWriter, generate_texts, requests_for
 from movielab.models.modes import evaluating
 from movielab.sampling import SamplingSettings
@@ -42,7 +52,8 @@ class TextSamples(L.Callback):
         self.seed = seed
         self.prompt = dict(prompt or {})
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # after the validation's metrics are logged (and StopOnNonFinite has checked them)
         if (
             trainer.sanity_checking
             or not trainer.is_global_zero
@@ -88,3 +99,247 @@ class TokenThroughput(ThroughputMonitor):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(batch_size_fn=batch_size_of, length_fn=tokens_in, **kwargs)
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """checkpoints/last.ckpt: rewritten at every validation, and written once more when training
+    ends at max_steps or is stopped by a signal (GracefulStop, Lightning's SIGTERMException) if
+    the last steps were not saved yet, so a run shorter than val_check_interval or cut short by
+    Ctrl-C still leaves its weights. Other errors save nothing: the step may be half done."""
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._save_if_behind(trainer)
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        if isinstance(exception, SIGTERMException):  # raised between steps, never within one
+            self._save_if_behind(trainer)
+
+    def _save_if_behind(self, trainer: L.Trainer) -> None:
+        if not self._should_skip_saving_checkpoint(trainer):
+            self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    @property
+    def saved_step(self) -> int | None:
+        """The step of the checkpoint this run wrote last (None before the first)."""
+        return self._last_global_step_saved if self.best_model_path else None
+
+
+def _pattern(filename: str) -> str:
+    """`best-step{step:06d}` -> `best-step*`: the names this callback's checkpoints can have."""
+    out, depth = [], 0
+    for char in filename:
+        if char == "{":
+            depth += 1
+            if depth == 1:
+                out.append("*")
+        elif char == "}":
+            depth -= 1
+        elif depth == 0:
+            out.append(char)
+    return "".join(out)
+
+
+class BestCheckpoints(ModelCheckpoint):
+    """The save_top_k best checkpoints by `monitor`, with three guarantees Lightning's lacks:
+
+    - a non-finite score (NaN, inf) is never saved as a best;
+    - no `-v1` copies: a name is rewritten in place (atomically), and when training starts the
+      folder's files of this pattern that the run does not track are removed (a killed run's
+      newer best, which the resumed run rewrites identically);
+    - resuming into another folder carries the tracked best files over (hard links), so the new
+      folder's best is the run's best, not the best since the resume.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["enable_version_counter"] = False
+        super().__init__(*args, **kwargs)
+
+    def check_monitor_top_k(self, trainer: L.Trainer, current: torch.Tensor | None = None) -> bool:
+        if current is not None and not bool(torch.isfinite(current)):
+            return False
+        return super().check_monitor_top_k(trainer, current)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        previous = state_dict.get("dirpath")
+        if previous and self.dirpath and Path(previous) != Path(self.dirpath):
+            state_dict = self._carried_over(state_dict, Path(previous), Path(self.dirpath))
+        super().load_state_dict(state_dict)
+
+    def _carried_over(self, state: dict[str, Any], previous: Path, folder: Path) -> dict[str, Any]:
+        best = state.get("best_k_models") or {}
+        if not best or not all(Path(path).is_file() for path in best):
+            return state  # nothing to carry, or the old folder lost files: start a fresh top-k
+        moved = {str(path): str(folder / Path(path).name) for path in best}
+        if rank_zero_only.rank == 0:
+            folder.mkdir(parents=True, exist_ok=True)
+            for old, new in moved.items():
+                if not Path(new).exists():
+                    _link_or_copy(Path(old), Path(new))
+        return {
+            **state,
+            "dirpath": str(folder),
+            "best_k_models": {moved[str(k)]: v for k, v in best.items()},
+            "best_model_path": moved.get(str(state.get("best_model_path")), ""),
+            "kth_best_model_path": moved.get(str(state.get("kth_best_model_path")), ""),
+        }
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        if trainer.is_global_zero and self.dirpath and Path(self.dirpath).is_dir():
+            tracked = {Path(path).resolve() for path in self.best_k_models}
+            for path in Path(self.dirpath).glob(f"{_pattern(self.filename or '')}{self.FILE_EXTENSION}"):
+                if path.resolve() not in tracked:
+                    log.info("removing %s: a best checkpoint this run does not track", path)
+                    path.unlink(missing_ok=True)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        import shutil
+
+        shutil.copy2(source, target)
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.numel() != 1 or bool(torch.isfinite(value.detach()).all())
+    return not isinstance(value, float) or math.isfinite(value)
+
+
+class StopOnNonFinite(L.Callback):
+    """Stops training at the first NaN or inf: a training loss after its step, the weights before
+    a validation, a validation metric before any checkpoint of it is written (Lightning calls
+    checkpoint callbacks last). The error names the step and the metric; the checkpoints written
+    before stay as they were (AtomicCheckpointIO also refuses to write non-finite weights)."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch: Any, batch_idx: int) -> None:  # noqa: ANN001
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor) and not _finite(loss):
+            self._stop(trainer, "train/loss", float(loss))
+        self._check(trainer, "train/")
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._check_weights(trainer, pl_module)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        self._check_weights(trainer, pl_module)  # raising here keeps the file on disk as it was
+
+    def _check_weights(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for name, parameter in pl_module.named_parameters():
+            if not bool(torch.isfinite(parameter.detach()).all()):
+                self._stop(trainer, f"the weight {name}", math.nan)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._check(trainer, "val/")
+
+    def _check(self, trainer: L.Trainer, prefix: str) -> None:
+        for name, value in trainer.callback_metrics.items():
+            if name.startswith(prefix) and not _finite(value):
+                self._stop(trainer, name, float(value))
+
+    def _stop(self, trainer: L.Trainer, metric: str, value: float) -> None:
+        shown = "non-finite" if metric.startswith("the weight") else f"{value}"
+        raise TrainingDiverged(
+            f"training diverged at step {trainer.global_step}: {metric} is {shown}; the run stopped "
+            "and its checkpoints from before are kept (try a smaller model.optimizer.lr)",
+            step=trainer.global_step,
+            metric=metric,
+        )
+
+
+class GracefulStop(L.Callback):
+    """Ctrl-C (SIGINT) or SIGTERM (a scheduler's or `timeout`'s stop) while training: the step in
+    progress finishes, with its validation if one is due, then Lightning's own graceful SIGTERM
+    stop ends training at that step boundary (where LastCheckpoint saves, in a state that
+    resumes exactly: no extra validation, as `trainer.should_stop` would run). `received` says
+    which signal came, `at_step` where training stopped. A second Ctrl-C interrupts at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.at_step: int | None = None
+        self.exception: BaseException | None = None
+        self._requested = False
+        self._previous: dict[int, Any] = {}
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signals reach the main thread only
+        for signum in self.SIGNALS:  # Lightning's SIGTERM handler is kept, and called when it is safe
+            self._previous[signum] = signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is not None:
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            return
+        self.received = signum
+        log.warning(
+            "%s received: stopping after this step and saving checkpoints/last.ckpt "
+            "(Ctrl-C again to stop at once, losing the steps since the last checkpoint)",
+            signal.Signals(signum).name,
+        )
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch: Any, batch_idx: int) -> None:  # noqa: ANN001
+        # a validation due after this step must run whole first: Lightning stops a validation
+        # in progress once it has been told of a SIGTERM
+        if self.received is not None and not _validates_after_this_step(trainer):
+            self._request_stop(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.received is not None and not trainer.sanity_checking:
+            self._request_stop(trainer)
+
+    def _request_stop(self, trainer: L.Trainer) -> None:
+        if self._requested:
+            return
+        self._requested = True
+        self.at_step = trainer.global_step
+        lightning_handler = self._previous.get(signal.SIGTERM)
+        if callable(lightning_handler):
+            lightning_handler(signal.SIGTERM, None)  # raises SIGTERMException at the step's end
+        else:
+            trainer.should_stop = True
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        self.exception = exception
+        self._restore()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+
+def _validates_after_this_step(trainer: L.Trainer) -> bool:
+    """Whether Lightning runs a validation after the step that just ended (its own decision)."""
+    loop = trainer.fit_loop.epoch_loop
+    return bool(loop._should_check_val_fx(trainer.fit_loop._data_fetcher))
+
+
+class StepProgressBar(RichProgressBar):
+    """Rich's progress bar for step-based training: "Epoch 3" and `step 1200/5000`, instead of
+    "Epoch 3/-2" (max_epochs=-1 less one)."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        if self.trainer.max_epochs is not None and self.trainer.max_epochs >= 0:
+            return super()._get_train_description(current_epoch)
+        return f"{f'Epoch {current_epoch}':{len(self.validation_description)}}"
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)
+        total = f"/{trainer.max_steps}" if trainer.max_steps and trainer.max_steps > 0 else ""
+        return {"step": f"{trainer.global_step}{total}", **items}

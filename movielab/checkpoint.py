@@ -46,7 +46,10 @@ SECTION_FIELDS = {
     "metrics",
     "config",
     "digest",
+    "training_digest",
 }
+# what a resume reads besides the weights: a flipped byte there would continue a run from garbage
+TRAINING_STATE = ("optimizer_states", "lr_schedulers", "loops", "callbacks")
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -54,16 +57,35 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise MovielabError(f"checkpoint not found: {path}" + (" (it is a folder)" if path.is_dir() else ""))
+    if path.stat().st_size == 0:
+        raise MovielabError(f"checkpoint is corrupt: {path} is empty (0 bytes)")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for files that are not checkpoints
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MovielabError(f"{path} is not a movielab checkpoint (torch.load: {reason[:120]})") from exc
+        raise MovielabError(_unreadable(path, exc)) from exc
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get(SECTION), dict):
         raise MovielabError(f"{path} is not a movielab checkpoint (it has no '{SECTION}' section)")
     if not isinstance(checkpoint.get("state_dict"), dict):
         raise MovielabError(f"{path} is not a movielab checkpoint (it has no weights)")
+    if not isinstance(checkpoint.get("global_step", 0), int):
+        raise MovielabError(f"{path}: global_step={checkpoint['global_step']!r} is not a step count")
     return checkpoint
+
+
+def _unreadable(path: Path, exc: Exception) -> str:
+    text = str(exc).strip()
+    reason = text.splitlines()[0] if text else type(exc).__name__
+    if reason.startswith("Weights only load failed"):  # followed by torch's advice to unpickle anyway
+        reason = "its pickled part does not read as data"
+    if "GLOBAL" in text or "Unsupported global" in text:  # the pickle names a class or function
+        return f"{path} holds objects other than weights (a pickle that could run code): refused"
+    with open(path, "rb") as handle:
+        zipped = handle.read(4) == b"PK\x03\x04"  # torch.save's format is a zip archive
+    if zipped:
+        return (
+            f"checkpoint is corrupt: {path} cannot be read (torch.load: {reason[:120]}); it may be truncated"
+        )
+    return f"{path} is not a movielab checkpoint (not a file torch.save wrote)"
 
 
 def digest(state_dict: Mapping[str, torch.Tensor], section: Mapping[str, Any]) -> str:
@@ -84,6 +106,36 @@ def digest(state_dict: Mapping[str, torch.Tensor], section: Mapping[str, Any]) -
     return hasher.hexdigest()
 
 
+def _hash_tree(hasher: Any, node: Any) -> None:
+    if isinstance(node, torch.Tensor):
+        tensor = node.detach().cpu().contiguous()
+        hasher.update(f"T|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        hasher.update(tensor.flatten().view(torch.uint8).numpy().tobytes())
+    elif isinstance(node, Mapping):
+        hasher.update(b"{")
+        for key in sorted(node, key=str):
+            hasher.update(f"{key!s}:".encode())
+            _hash_tree(hasher, node[key])
+        hasher.update(b"}")
+    elif isinstance(node, list | tuple):
+        hasher.update(b"[")
+        for item in node:
+            _hash_tree(hasher, item)
+        hasher.update(b"]")
+    else:
+        hasher.update(f"{type(node).__name__}|{node!r};".encode())
+
+
+def training_digest(checkpoint: Mapping[str, Any]) -> str:
+    """sha256 of what a resume restores besides the weights (optimizer moments, schedules, loop
+    and callback states)."""
+    hasher = hashlib.sha256()
+    for key in TRAINING_STATE:
+        hasher.update(f"{key}=".encode())
+        _hash_tree(hasher, checkpoint.get(key))
+    return hasher.hexdigest()
+
+
 def movielab_section(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
     """The checkpoint's section in the current format, its fields and digest checked."""
     section = checkpoint[SECTION]
@@ -100,6 +152,11 @@ def movielab_section(checkpoint: dict[str, Any], path: str | Path) -> dict[str, 
     if section.get("digest") != digest(checkpoint["state_dict"], section):
         raise MovielabError(
             f"checkpoint is corrupt: {path} (its weights or description do not match their digest)"
+        )
+    recorded = section.get("training_digest")  # absent in checkpoints written before 2026-12
+    if recorded is not None and recorded != training_digest(checkpoint):
+        raise MovielabError(
+            f"checkpoint is corrupt: {path} (its optimizer or training state does not match its digest)"
         )
     return section
 
@@ -188,11 +245,33 @@ def _template(section: dict[str, Any], path: str | Path) -> Template:
     return Template(text=data["text"], stop=data.get("stop"))
 
 
+def _modules(spec: ModelSpec) -> tuple[nn.Module, nn.Module, dict[str, nn.Module]]:
+    """The modules a spec describes: (all of them, the net, the condition encoders)."""
+    if spec.task == "language_model":
+        net, conditions, _ = build_language_model(spec)
+        return nn.ModuleDict({"net": net, "conditions": nn.ModuleDict(conditions)}), net, conditions
+    net, _ = build_net(spec)
+    return nn.ModuleDict({"net": net}), net, {}
+
+
+def _require_fitting_shapes(spec: ModelSpec, state: Mapping[str, torch.Tensor], path: str | Path) -> None:
+    """The described model, built without memory (the meta device), must take the weights the
+    checkpoint holds: a description of a model of a trillion weights is refused before it is built."""
+    if spec.net.kind == "hf_causal_lm":
+        return  # Hugging Face builds its own modules; its architecture is checked by its weights
+    with torch.device("meta"):
+        _, net, conditions = _modules(spec)
+    load_weights(net, state, "net.", path)
+    for name, encoder in conditions.items():
+        load_weights(encoder, state, f"conditions.{name}.", path)
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
     """A checkpoint's model, built from its description and ready to use (eval mode, on `device`)."""
     checkpoint = read_checkpoint(path)
     section = movielab_section(checkpoint, path)
     spec = ModelSpec.from_data(section["model"], "model")
+    _require_fitting_shapes(spec, checkpoint["state_dict"], path)
     tokenizer = tokenizer_from_state(plain_data(section["tokenizer"], "tokenizer"))
     template = _template(section, path)
     state = checkpoint["state_dict"]
@@ -209,17 +288,14 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
         dict(section.get("config") or {}),  # the run's config, for the record: never instantiated
         TextIndex.from_tensor(fingerprints) if isinstance(fingerprints, torch.Tensor) else None,
     )
+    modules, net, conditions = _modules(spec)
+    load_weights(net, state, "net.", path)
+    for name, encoder in conditions.items():
+        load_weights(encoder, state, f"conditions.{name}.", path)
+    modules = modules.to(device).eval()
     if spec.task == "language_model":
-        net, conditions, _ = build_language_model(spec)
-        load_weights(net, state, "net.", path)
-        for name, encoder in conditions.items():
-            load_weights(encoder, state, f"conditions.{name}.", path)
-        modules = nn.ModuleDict({"net": net, "conditions": nn.ModuleDict(conditions)}).to(device).eval()
         loaded.sampler = LanguageModelSampler(net, conditions, tokenizer, template)
     else:
-        net, _ = build_net(spec)
-        load_weights(net, state, "net.", path)
-        modules = net.to(device).eval()
         options = spec.task_options()
         if spec.task == "text_gan":
             loaded.sampler = TextGANSampler(

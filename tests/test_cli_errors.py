@@ -106,3 +106,48 @@ def test_prompt_option_the_model_does_not_take():
     sampler = char_sampler(tiny_language_model(vocab_size=VOCAB))
     with pytest.raises(MovielabError, match="does not take rating; its prompt fields are title, prime"):
         sampler.prepare({"rating": 7.5})
+
+
+@pytest.mark.parametrize(
+    ("entry", "option", "message"),
+    [
+        (
+            train,
+            "model.optimizer.lrr=1",
+            "error: model.optimizer.lrr is not an option; model.optimizer has: betas, lr, weight_decay",
+        ),
+        (train, "modle.net.kind=gpt", "error: modle is not an option; the options are: callbacks, ckpt_path"),
+        (
+            train,
+            "model=gtp",
+            "error: model=gtp is not a config; the options of model are: genre_classifier, genre_gpt, gpt",
+        ),
+        (train, "trainer=tpu", "error: trainer=tpu is not a config; the options of trainer are: cpu"),
+        (train, "trainer.max_steps=[1,", "error: cannot read the override"),
+        (train, "~model.xyz", "error: Could not delete from config. 'model.xyz' does not exist."),
+        (
+            generate,
+            "temprature=0.5",
+            "error: temprature is not an option; the options are: avoid_training_titles",
+        ),
+    ],
+)
+def test_hydra_errors_are_one_line_naming_what_exists(in_tmp, monkeypatch, capsys, entry, option, message):
+    line = run_cli(
+        entry.main, ["ckpt=any.ckpt", option] if entry is generate else [option], monkeypatch, capsys
+    )
+    assert line.startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("model.optimizer.lr=-1", "model.optimizer.lr=-1 must be a number of at least 0"),
+        ("trainer.val_check_interval=0", "trainer.val_check_interval=0 must be an integer of at least 1"),
+        ("trainer.max_steps=0", "trainer.max_steps=0 must be an integer of at least 1"),
+        ("data.val_fraction=1.5", "data.val_fraction=1.5 must be a number between 0 and 1"),
+    ],
+)
+def test_bad_training_options_on_the_command_line(in_tmp, monkeypatch, capsys, option, message):
+    assert message in run_cli(train.main, [option], monkeypatch, capsys)
+    assert not list((in_tmp / "outputs" / "train" / "runs").glob("*/.hydra"))  # refused before Hydra wrote

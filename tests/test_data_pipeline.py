@@ -19,10 +19,10 @@ from movielab.errors import MovielabError
 from tests.test_readers import LETTERBOXD_COLUMNS
 
 
-def _prepare(path, cache_dir, template=None):
+def _prepare(path, cache_dir, template=None, reader=None):
     return prepare_token_data(
         path,
-        CsvReader(LETTERBOXD_COLUMNS),
+        reader or CsvReader(LETTERBOXD_COLUMNS),
         template or Template(),
         TokenizerSpec("char"),
         val_fraction=0.25,
@@ -66,8 +66,8 @@ def test_second_run_reads_the_cache_without_tokenizing(movies_csv, tmp_path, mon
     def refuse(*args, **kwargs):
         raise AssertionError("tokenized again although the cache holds these tokens")
 
-    monkeypatch.setattr(CharTokenizer, "train", classmethod(refuse))
-    monkeypatch.setattr(CharTokenizer, "encode_batch", refuse)
+    monkeypatch.setattr(CharTokenizer, "learner", classmethod(refuse))
+    monkeypatch.setattr(CharTokenizer, "encode_texts", refuse)
     second = _prepare(movies_csv, tmp_path / "cache")
     assert isinstance(second.train.tokens, np.memmap)
     assert (np.asarray(second.train.tokens) == np.asarray(first.train.tokens)).all()
@@ -90,7 +90,7 @@ def test_empty_dataset_after_filtering(tmp_path):
     path = tmp_path / "empty.csv"
     path.write_text("name,description\nA,\nB,\n", encoding="utf-8")
     with pytest.raises(MovielabError, match=r"empty.csv: no records left after filtering .*description"):
-        _prepare(path, tmp_path / "cache")
+        _prepare(path, tmp_path / "cache", reader=CsvReader({"title": "name", "description": "description"}))
 
 
 def _stream(n: int = 500) -> TokenSplit:

@@ -177,8 +177,8 @@ def test_bundled_samples_prepare_with_a_genre_vocabulary(tmp_path, data_config):
 
 def test_genre_vocabulary_is_the_training_splits_and_is_cached(tmp_path):
     path = tmp_path / "films.csv"
-    rows = [f'Film {i},"Drama{",Western" if i == 3 else ""}",Plot number {i}.' for i in range(8)]
-    path.write_text("Title,Genre,Description\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    rows = [f'Film {i},"Drama{",Western" if i == 3 else ""}",Plot number {i}.,7.{i},200{i}' for i in range(8)]
+    path.write_text("Title,Genre,Description,Rating,Year\n" + "\n".join(rows) + "\n", encoding="utf-8")
     reader = instantiate(compose_config(tmp_path, ["data=imdb1000_plots"]).data.reader)
 
     def prepare(split_seed):

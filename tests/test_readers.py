@@ -15,6 +15,7 @@ LETTERBOXD_COLUMNS = {
     "year": "date",
     "rating": "rating",
 }
+TITLE_AND_PLOT = {"title": "name", "description": "description"}
 
 
 def test_csv_reader_reads_letterboxd_format(movies_csv):
@@ -40,25 +41,43 @@ def test_missing_required_column_names_file_and_column(tmp_path):
         list(CsvReader(LETTERBOXD_COLUMNS).read(path, required=("title",)))
 
 
-def test_optional_column_may_be_absent(tmp_path):
+def test_a_mapped_column_the_file_lacks_is_an_error_even_when_not_required(tmp_path):
+    path = tmp_path / "films.csv"
+    path.write_text("name,description,score\nA,B,3\n", encoding="utf-8")
+    reader = CsvReader({"title": "name", "description": "description", "rating": "rating"})
+    with pytest.raises(
+        MovielabError,
+        match=r"^\S*films.csv: data.reader.columns.rating='rating' names no column of the file; "
+        r"columns found: name, description, score; .*data.reader.columns.rating=null",
+    ):
+        list(reader.read(path, required=("title", "description")))
+
+
+def test_an_unmapped_or_optional_column_may_be_absent(tmp_path):
     path = tmp_path / "films.csv"
     path.write_text("name,description\nA,B\n", encoding="utf-8")
-    (record,) = CsvReader(LETTERBOXD_COLUMNS).read(path, required=("title", "description"))
+    unmapped = CsvReader({"title": "name", "description": "description", "rating": None})
+    (record,) = unmapped.read(path, required=("title", "description"))
     assert record.rating is None and record.description == "B"
+    optional = CsvReader(LETTERBOXD_COLUMNS, optional=("tagline", "year", "rating"))
+    (record,) = optional.read(path, required=("title", "description"))
+    assert record.rating is None and record.tagline is None and record.title == "A"
+    with pytest.raises(MovielabError, match="unknown record field"):
+        CsvReader(LETTERBOXD_COLUMNS, optional=("plot",))
 
 
 def test_non_utf8_input_names_file_and_line(tmp_path):
     path = tmp_path / "latin.csv"
     path.write_bytes("name,description\nA,fine\nB,caf\xe9\n".encode("latin-1"))
     with pytest.raises(MovielabError, match=r"latin.csv:3: byte 0xe9 .* not valid UTF-8"):
-        list(CsvReader(LETTERBOXD_COLUMNS).read(path, required=("title",)))
+        list(CsvReader(TITLE_AND_PLOT).read(path, required=("title",)))
 
 
 def test_bad_rating_names_line(tmp_path):
     path = tmp_path / "films.csv"
     path.write_text("name,rating\nA,4.5\nB,great\n", encoding="utf-8")
     with pytest.raises(MovielabError, match=r"films.csv:3: rating 'great' is not a number"):
-        list(CsvReader(LETTERBOXD_COLUMNS).read(path))
+        list(CsvReader({"title": "name", "rating": "rating"}).read(path))
 
 
 def test_unknown_record_field_in_columns():

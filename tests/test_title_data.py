@@ -145,20 +145,20 @@ def test_a_second_prepare_reuses_the_trained_sentencepiece_model(tmp_path, monke
         )
 
     seen = []
-    original = SentencePieceTokenizer.train.__func__
+    original = SentencePieceTokenizer._train_model.__func__
 
-    def recording(cls, texts, **options):
+    def recording(cls, texts, *args):
         seen.extend(texts)
-        return original(cls, texts, **options)
+        return original(cls, texts, *args)
 
-    monkeypatch.setattr(SentencePieceTokenizer, "train", classmethod(recording))
+    monkeypatch.setattr(SentencePieceTokenizer, "_train_model", classmethod(recording))
     first = datamodule().prepare()
     assert len(seen) == first.stats["train_records"]  # trained on the training split only
 
     def refuse(*args, **kwargs):
         raise AssertionError("trained sentencepiece again although the cache holds its model")
 
-    monkeypatch.setattr(SentencePieceTokenizer, "train", classmethod(refuse))
+    monkeypatch.setattr(SentencePieceTokenizer, "learner", classmethod(refuse))
     second = datamodule().prepare()
     assert second.fingerprint == first.fingerprint
     assert second.tokenizer.to_state() == first.tokenizer.to_state()

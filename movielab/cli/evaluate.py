@@ -26,7 +26,7 @@ from movielab import CONFIG_DIR
 from movielab.checkpoint import LoadedModel, load_model
 from movielab.cli.generate import pick_device
 from movielab.data.recorded import recorded_datamodule
-from movielab.errors import MovielabError, user_errors_reported
+from movielab.errors import MovielabError, config_errors_reported, user_errors_reported
 from movielab.evaluation.generated_text import GenreJudge, ReferenceTexts, text_metrics
 from movielab.evaluation.rating_conditioning import RatingEvaluation, evaluate_rating_conditioning
 from movielab.evaluation.sample_files import read_sample_file
@@ -34,6 +34,7 @@ from movielab.files import atomic_output, atomic_write_text, new_file_name
 from movielab.generation import Request, generate_texts
 from movielab.models.language_sampler import LanguageModelSampler
 from movielab.models.spec import data_needs
+from movielab.options import EVALUATE_OPTIONS, check_options
 from movielab.reports import markdown_table
 from movielab.sampling import SamplingSettings, checked_number
 
@@ -103,6 +104,7 @@ def sample_grid(cfg: DictConfig, model: LoadedModel, requested: list[list[str]])
 
 def evaluate(cfg: DictConfig) -> list[SampleSet] | RatingEvaluation:
     """mode=grid: every row's metrics; mode=conditioning: the rating evaluation. Both write a report."""
+    check_options(cfg, EVALUATE_OPTIONS)
     if cfg.mode == "conditioning":
         return evaluate_conditioning(cfg)
     if cfg.mode != "grid":
@@ -324,6 +326,7 @@ def evaluate_conditioning(cfg: DictConfig) -> RatingEvaluation:
     return result
 
 
+@config_errors_reported
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
 def _hydra_main(cfg: DictConfig) -> None:
     with user_errors_reported():

@@ -15,9 +15,10 @@ from rich.console import Console
 
 from movielab import CONFIG_DIR
 from movielab.checkpoint import LoadedModel, load_model
-from movielab.errors import MovielabError, user_errors_reported
+from movielab.errors import MovielabError, config_errors_reported, user_errors_reported
 from movielab.files import write_new_text
 from movielab.generation import GeneratedText, RowFinished, TextPiece, generate, requests_for
+from movielab.options import GENERATE_OPTIONS, check_options
 from movielab.sampling import SamplingSettings, checked_number
 
 # options whose values are free text: quoted for Hydra so titles may hold apostrophes and commas
@@ -115,6 +116,7 @@ def write(
 
 
 def generate_samples(cfg: DictConfig) -> list[GeneratedText]:
+    check_options(cfg, GENERATE_OPTIONS)
     settings = SamplingSettings.from_options(cfg)
     num_samples = checked_number("num_samples", cfg.num_samples, int)
     if num_samples < 1:
@@ -157,6 +159,7 @@ def generate_samples(cfg: DictConfig) -> list[GeneratedText]:
     return results
 
 
+@config_errors_reported
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="generate")
 def _hydra_main(cfg: DictConfig) -> None:
     with user_errors_reported():

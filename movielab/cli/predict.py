@@ -11,12 +11,14 @@ from movielab import CONFIG_DIR
 from movielab.checkpoint import load_model
 from movielab.cli.generate import pick_device, quote_free_text
 from movielab.data.records import Record
-from movielab.errors import MovielabError, user_errors_reported
+from movielab.errors import MovielabError, config_errors_reported, user_errors_reported
+from movielab.options import PREDICT_OPTIONS, check_options
 from movielab.sampling import checked_number
 
 
 def predict(cfg: DictConfig) -> dict[str, float]:
     """Genre -> probability for the given plot, most probable first; also printed as a table."""
+    check_options(cfg, PREDICT_OPTIONS)
     if not cfg.text or not str(cfg.text).strip():
         raise MovielabError('text="..." is required: the plot whose genres to predict')
     if cfg.top is not None and checked_number("top", cfg.top, int) < 1:
@@ -41,6 +43,7 @@ def predict(cfg: DictConfig) -> dict[str, float]:
     return dict(ranked)
 
 
+@config_errors_reported
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
 def _hydra_main(cfg: DictConfig) -> None:
     with user_errors_reported():

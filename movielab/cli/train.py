@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+import signal
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -11,6 +14,7 @@ from typing import Any
 
 import hydra
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
@@ -18,14 +22,23 @@ from omegaconf import DictConfig, OmegaConf
 
 from movielab import CONFIG_DIR
 from movielab import resolvers as _resolvers  # noqa: F401 (registers ${steps_for_tokens:...}, ${mul:...})
-from movielab.callbacks import ResumableRandomState
-from movielab.checkpoint import load_weights, read_checkpoint, require_same_data
+from movielab.callbacks import GracefulStop, LastCheckpoint, ResumableRandomState, StopOnNonFinite
+from movielab.checkpoint import SECTION, load_weights, movielab_section, read_checkpoint, require_same_data
 from movielab.checkpoint_io import AtomicCheckpointIO, RunDescription
 from movielab.data.datamodule import TextDataModule
-from movielab.errors import MovielabError, user_errors_reported
+from movielab.errors import (
+    MovielabError,
+    ReportedExit,
+    config_errors_reported,
+    movielab_error_in,
+    user_errors_reported,
+)
 from movielab.evaluation.training_texts import training_index
+from movielab.files import remove_stale_temporaries
 from movielab.models.modules import training_module
+from movielab.models.registry import CONDITIONS, NETS, fill_dataclass, make_config
 from movielab.models.spec import ModelSpec, connect, data_needs, spec_from_config
+from movielab.options import check_options
 
 log = logging.getLogger(__name__)
 
@@ -90,32 +103,150 @@ def _description(cfg: DictConfig, spec: ModelSpec, datamodule: TextDataModule) -
     }
 
 
-def train(cfg: DictConfig) -> float | None:
-    """Train one model from a composed config; returns cfg.optimized_metric for sweeps."""
-    started = time.perf_counter()
-    L.seed_everything(cfg.seed, workers=True)
-    datamodule: TextDataModule = instantiate(cfg.data)
+def _clear_debris(output_dir: Path, ckpt_path: str | None) -> None:
+    """Temporaries that killed writers left in this run's folder and in the one resumed from."""
+    if rank_zero_only.rank != 0:
+        return
+    folders = [output_dir, *([Path(ckpt_path).parent] if ckpt_path else [])]
+    removed = [path for folder in folders for path in remove_stale_temporaries(folder)]
+    if removed:
+        log.info("Removed %d temporary file(s) left by killed writers, e.g. %s", len(removed), removed[0])
+
+
+def _require_same_architecture(module: L.LightningModule, checkpoint: dict[str, Any], path: str) -> None:
+    """Resuming needs every weight of the checkpoint to fit the model the options describe."""
+    saved = checkpoint["state_dict"]
+    ours = module.state_dict()
+    misfits = [
+        *(f"{k} missing" for k in ours if k not in saved),
+        *(f"{k} not in the model" for k in saved if k not in ours),
+        *(
+            f"{k} {tuple(saved[k].shape)} vs {tuple(v.shape)}"
+            for k, v in ours.items()
+            if k in saved and isinstance(saved[k], torch.Tensor) and saved[k].shape != v.shape
+        ),
+    ]
+    if not misfits:
+        return
+    before = (checkpoint[SECTION].get("model") or {}) if isinstance(checkpoint.get(SECTION), dict) else {}
+    now = module.spec.to_data()
+    changed = [
+        f"{key}: {before.get('net', {}).get('config', {}).get(key)!r} in the checkpoint, {value!r} now"
+        for key, value in now["net"]["config"].items()
+        if before.get("net", {}).get("config", {}).get(key) != value
+    ]
+    if before.get("net", {}).get("kind") != now["net"]["kind"]:
+        changed.insert(
+            0, f"net {before.get('net', {}).get('kind')!r} in the checkpoint, {now['net']['kind']!r} now"
+        )
+    detail = "; ".join(changed[:3]) if changed else ", ".join(misfits[:3])
+    raise MovielabError(
+        f"ckpt_path={path} holds another architecture ({detail}); resume with the model.* options of its run"
+    )
+
+
+# values only the data knows, stood in by placeholders so a config's fields are checked before it is read
+_DATA_BOUND_NET_FIELDS = {"vocab_size": 2, "n_outputs": 1}
+_DATA_BOUND_CONDITION_FIELDS = {"rating_prefix": {"scale": [0.0, 1.0]}, "genre_prefix": {"genres": ["_"]}}
+
+
+def _check_model_fields(spec: ModelSpec) -> None:
+    """Every net and condition field valid for its kind (the dataclasses' own checks), before any
+    data is read: `model.net.config.n_layer=0` fails in a second, not after preparing the data."""
+    for name, part in spec.conditions.items():  # their fields sit beside `kind` in the config
+        where = f"model.conditions.{name}"
+        if part.kind not in CONDITIONS:
+            raise MovielabError(f"{where}.kind={part.kind!r} is not one of {', '.join(sorted(CONDITIONS))}")
+        placeholders = {"d_model": 1, **_DATA_BOUND_CONDITION_FIELDS.get(part.kind, {})}
+        fill_dataclass(CONDITIONS[part.kind].load()[1], {**placeholders, **part.config}, where)
+    if spec.net.kind == "hf_causal_lm":
+        return  # its architecture is the pretrained model's, read when it is built
+    fields = (
+        {f.name for f in dataclasses.fields(NETS[spec.net.kind].load()[1])}
+        if spec.net.kind in NETS
+        else set()
+    )
+    bound = {k: v for k, v in _DATA_BOUND_NET_FIELDS.items() if k in fields and k not in spec.net.config}
+    make_config(NETS, spec.net.kind, {**spec.net.config, **bound}, "model.net")
+    spec.task_options()
+
+
+def _check_record_lengths(datamodule: TextDataModule) -> None:
+    """Records the data keeps (data.max_tokens) must fit the rows the model takes whole."""
+    max_length = getattr(datamodule.batching, "max_length", None)
+    if (
+        datamodule.max_tokens is not None
+        and max_length is not None
+        and datamodule.max_tokens > max_length + 1
+    ):
+        raise MovielabError(
+            f"data.max_tokens={datamodule.max_tokens} keeps records the model cannot hold whole: rows take "
+            f"at most {max_length + 1} tokens (data.batching.max_length={max_length}, from the model's "
+            "block_size less one position per condition); lower data.max_tokens or raise block_size"
+        )
+
+
+def planned_run(cfg: DictConfig) -> tuple[TextDataModule, ModelSpec]:
+    """The datamodule and the model spec of a config, connected, with every option checked before
+    any data is read (types and ranges, the model's fields, lengths that must agree)."""
+    check_options(cfg)
+    try:
+        datamodule: TextDataModule = instantiate(cfg.data)
+    except Exception as error:  # Hydra wraps the data classes' own checks
+        raise movielab_error_in(error) or error from None
     spec = spec_from_config(cfg.model)
+    _check_model_fields(spec)
     datamodule.connect(data_needs(spec))  # the model's lengths and tokenizer, before preparation
+    _check_record_lengths(datamodule)
+    return datamodule, spec
+
+
+def _stop_reason(stop: GracefulStop) -> str | None:
+    if stop.received is None:
+        return None
+    where = f" at step {stop.at_step}" if stop.at_step is not None else " in its last step"
+    return f"interrupted by {signal.Signals(stop.received).name}{where}"
+
+
+def train(cfg: DictConfig) -> float | None:
+    """Train one model from a composed config; returns cfg.optimized_metric for sweeps.
+
+    Ctrl-C or SIGTERM stops after the step in progress, saves checkpoints/last.ckpt, prints the
+    summary with "interrupted at step N" and exits 130 / 143; a NaN or inf stops the run with
+    one line (TrainingDiverged) and never overwrites a checkpoint."""
+    started = time.perf_counter()
+    check_options(cfg)  # the seed too, before it is used
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule, spec = planned_run(cfg)
+    output_dir = Path(cfg.paths.output_dir)
+    _clear_debris(output_dir, cfg.ckpt_path)
     data = datamodule.prepare()
     spec = connect(spec, datamodule.facts())  # the data's vocabulary, genres, scale, after it
+    resumed = None
     if cfg.ckpt_path:
         if cfg.get("init_from"):
             raise MovielabError(
                 "give ckpt_path (resume exactly) or init_from (new phase from its weights), not both"
             )
-        require_same_data(read_checkpoint(cfg.ckpt_path), f"ckpt_path={cfg.ckpt_path}", data.fingerprint)
+        resumed = read_checkpoint(cfg.ckpt_path)
+        movielab_section(resumed, cfg.ckpt_path)  # its digests: a damaged file never resumes
+        require_same_data(resumed, f"ckpt_path={cfg.ckpt_path}", data.fingerprint)
     module = training_module(spec, cfg.model)
+    if resumed is not None:
+        _require_same_architecture(module, resumed, cfg.ckpt_path)
+        del resumed
     if cfg.get("init_from"):
         _start_from_weights(module, cfg.init_from, data.fingerprint)
-    output_dir = Path(cfg.paths.output_dir)
     if rank_zero_only.rank == 0:
         output_dir.mkdir(parents=True, exist_ok=True)
         data.tokenizer.save(output_dir / "tokenizer.json")
+    stop = GracefulStop()
     callbacks = [
+        StopOnNonFinite(),  # first: its validation check runs before samples and checkpoints
         *_instantiate_all(cfg.get("callbacks")),
         RunDescription(_description(cfg, module.spec, datamodule)),
         ResumableRandomState(),
+        stop,
     ]
     loggers = _instantiate_all(cfg.get("logger"))
     trainer: L.Trainer = instantiate(
@@ -123,7 +254,20 @@ def train(cfg: DictConfig) -> float | None:
     )
     n_params = sum(p.numel() for p in module.parameters())
     log.info("Model: %s (%s) with %.2fM parameters", spec.task, spec.net.kind, n_params / 1e6)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    except SystemExit:  # a graceful stop (SIGTERMException), or Lightning's exit after a Ctrl-C mid-step
+        reason, code = _stop_reason(stop), 128 + int(stop.received or signal.SIGINT)
+        if reason is None and not isinstance(stop.exception, KeyboardInterrupt):
+            raise
+        if reason is None:
+            reason = (
+                f"interrupted at step {trainer.global_step} (the steps since the last checkpoint are lost)"
+            )
+        if trainer.is_global_zero:
+            metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+            _print_summary(trainer, cfg, output_dir, metrics, time.perf_counter() - started, reason)
+        raise ReportedExit(code, reason) from None
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "gen/"))}
     final = {
@@ -135,33 +279,67 @@ def train(cfg: DictConfig) -> float | None:
         else:
             logger.log_hyperparams(_hparams(cfg))
         logger.save()
+    reason = _stop_reason(stop)  # a signal that came during the last step
     if trainer.is_global_zero:
-        _print_summary(trainer, output_dir, metrics, time.perf_counter() - started)
+        _print_summary(trainer, cfg, output_dir, metrics, time.perf_counter() - started, reason)
+    if reason is not None:
+        raise ReportedExit(128 + int(stop.received), reason)
     value = metrics.get(cfg.optimized_metric)
     return None if value is None or math.isnan(value) else value
 
 
-def _print_summary(trainer: L.Trainer, output_dir: Path, metrics: dict[str, float], seconds: float) -> None:
+def _print_summary(
+    trainer: L.Trainer,
+    cfg: DictConfig,
+    output_dir: Path,
+    metrics: dict[str, float],
+    seconds: float,
+    interrupted: str | None = None,
+) -> None:
+    ending = f"Run {interrupted}" if interrupted else f"Run finished after {trainer.global_step} steps"
     lines = [
-        f"Run finished in {seconds / 60:.1f} min after {trainer.global_step} steps.",
+        f"{ending}, in {seconds / 60:.1f} min.",
         *(f"  {name} = {value:.4f}" for name, value in sorted(metrics.items())),
         f"  run folder:   {output_dir}",
     ]
-    last = output_dir / "checkpoints" / "last.ckpt"  # conf/callbacks/default.yaml: last_checkpoint
-    best = [c.best_model_path for c in trainer.checkpoint_callbacks if c.monitor and c.best_model_path]
-    if last.exists():
-        lines.append(f"  last ckpt:    {last}")
+    last = [
+        c for c in trainer.checkpoint_callbacks if isinstance(c, LastCheckpoint) and c.saved_step is not None
+    ]
+    best = [
+        c.best_model_path
+        for c in trainer.checkpoint_callbacks
+        if c.monitor and c.best_model_path and Path(c.best_model_path).exists()
+    ]
+    lines.extend(f"  last ckpt:    {c.best_model_path} (step {c.saved_step})" for c in last)
     lines.extend(f"  best ckpt:    {path}" for path in best)
-    if last.exists():
-        lines.append(f"  sample:       python -m movielab.generate ckpt={last}")
-    lines.append(f"  TensorBoard:  tensorboard --logdir {output_dir}")
+    if last:
+        lines.append(f"  sample:       python -m movielab.generate ckpt={last[0].best_model_path}")
+        if interrupted:
+            lines.append(
+                f"  resume:       python -m movielab.train <same options> ckpt_path={last[0].best_model_path}"
+            )
+    elif not trainer.fast_dev_run:
+        lines.append("  no checkpoint was written (callbacks.last_checkpoint is off)")
+    interval = cfg.trainer.get("val_check_interval")
+    if not any(name.startswith("val/") for name in metrics) and isinstance(interval, int) and not interrupted:
+        lines.append(
+            f"  no validation ran: {trainer.global_step} steps < trainer.val_check_interval={interval}"
+        )
+    board = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+    if board:
+        lines.append(f"  TensorBoard:  tensorboard --logdir {output_dir}")
     print("\n".join(lines))
 
 
+@config_errors_reported
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     with user_errors_reported():
-        return train(cfg)
+        try:
+            return train(cfg)
+        except KeyboardInterrupt:  # before training started (preparing data): nothing to save
+            print("interrupted before training started: nothing was trained", file=sys.stderr)
+            raise ReportedExit(130, "interrupted before training started") from None
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass
+from functools import cached_property
 
 from movielab.data.records import RECORD_FIELDS, Record
 from movielab.errors import MovielabError
@@ -30,7 +31,7 @@ class Template:
         if not self.fields:
             raise MovielabError("data.template.text has no {field} placeholder")
 
-    @property
+    @cached_property  # rendering reads it for every record
     def fields(self) -> tuple[str, ...]:
         """The record fields the template needs, in order of appearance."""
         names = [name for _, name, _, _ in string.Formatter().parse(self.text) if name]

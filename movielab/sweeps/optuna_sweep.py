@@ -307,7 +307,9 @@ class OptunaSweep:
                 _tell_failed(study, trial, f"interrupted (exit {exit_.code})")
                 raise
             # a MovielabError in the task, already printed on one line: this trial's mistake
-            _tell_failed(study, trial, "the task reported an error (printed above)")
+            _tell_failed(
+                study, trial, getattr(exit_, "reason", None) or "the task reported an error (printed above)"
+            )
             return JobReturn(
                 overrides=overrides, status=JobStatus.FAILED, _return_value=exit_
             ), TrialState.FAIL

@@ -4,6 +4,7 @@ plot_summaries.txt holds one `wikipedia_id<TAB>summary` per line. movie.metadata
 and nine tab-separated columns: wikipedia id, freebase id, name, release date, revenue, runtime,
 languages, countries, genres; the last three are JSON maps {freebase id: name}. Neither file is
 quoted, so they are split on tabs rather than read with the csv module.
+Input-file policy (NUL bytes, invalid UTF-8, control characters): readers/lines.py.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from movielab.data.readers.base import FileReader
 from movielab.data.readers.lines import iter_text_lines
 from movielab.data.records import Record
 from movielab.errors import MovielabError
@@ -32,7 +34,7 @@ class MovieMetadata:
 
 
 @dataclass(frozen=True)
-class CmuSummaryReader:
+class CmuSummaryReader(FileReader):
     """Reads plot_summaries.txt (the data path); `metadata` defaults to movie.metadata.tsv beside it
     (with the same prefix: cmu_plot_summaries.txt pairs with cmu_movie.metadata.tsv).
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import csv
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from movielab.data.readers.base import FileReader
 from movielab.data.readers.lines import iter_text_lines
 from movielab.data.records import RECORD_FIELDS, Record
 from movielab.errors import MovielabError
@@ -16,44 +17,63 @@ csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
 @dataclass(frozen=True)
-class CsvReader:
+class CsvReader(FileReader):
     """Maps columns to Record fields by name, so extra or reordered columns do not matter.
 
     `columns` maps a Record field (title, description, tagline, text, year, rating, genres) to the
-    file's column name. Columns for fields the template needs must exist; the others may be absent.
+    file's column name, or to None to leave the field unread. Every mapped column must exist in
+    the file (a mistyped rating column would otherwise train an unconditioned model without a
+    word), except those of the fields listed in `optional`, which may be absent.
+    Input-file policy (NUL bytes, invalid UTF-8, control characters): see readers/lines.py.
     """
 
-    columns: Mapping[str, str] = field(default_factory=dict)
+    columns: Mapping[str, str | None] = field(default_factory=dict)
     delimiter: str = ","
     genre_separator: str = "|"
     null_values: tuple[str, ...] = ("", "\\N")
+    optional: Sequence[str] = ()
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.columns) - set(RECORD_FIELDS))
+        unknown = sorted((set(self.columns) | set(self.optional)) - set(RECORD_FIELDS))
         if unknown:
             raise MovielabError(
                 f"data.reader.columns: unknown record field(s) {unknown}; known: {', '.join(RECORD_FIELDS)}"
             )
+        if not isinstance(self.delimiter, str) or len(self.delimiter) != 1:
+            raise MovielabError(
+                f"data.reader.delimiter={self.delimiter!r} must be one character, e.g. ',' or '\\t'"
+            )
 
     def read(self, path: str | Path, required: Iterable[str] = ()) -> Iterator[Record]:
         rows = csv.reader(iter_text_lines(path), delimiter=self.delimiter)
-        header = [name.strip() for name in next(rows, [])]
-        positions = self._column_positions(path, header, set(required))
-        start_line = rows.line_num + 1
-        for row in rows:
-            if any(cell.strip() for cell in row):
-                yield self._record(path, row, positions, start_line)
+        try:
+            header = [name.strip() for name in next(rows, [])]
+            positions = self._column_positions(path, header, set(required))
             start_line = rows.line_num + 1
+            for row in rows:
+                if any(cell.strip() for cell in row):
+                    yield self._record(path, row, positions, start_line)
+                start_line = rows.line_num + 1
+        except csv.Error as exc:
+            raise MovielabError(f"{path}:{rows.line_num}: not readable as CSV ({exc})") from None
 
     def _column_positions(self, path: str | Path, header: list[str], required: set[str]) -> dict[str, int]:
         positions = {}
         for field_name, column in self.columns.items():
+            if column is None:
+                continue
             if column in header:
                 positions[field_name] = header.index(column)
             elif field_name in required:
                 raise MovielabError(
                     f"{path}: required column '{column}' (for {field_name}) is missing; columns found: "
                     f"{', '.join(header) or 'none'}; map yours with data.reader.columns.{field_name}=<column>"
+                )
+            elif field_name not in self.optional:
+                raise MovielabError(
+                    f"{path}: data.reader.columns.{field_name}='{column}' names no column of the file; "
+                    f"columns found: {', '.join(header) or 'none'}; map it to one of them, or set "
+                    f"data.reader.columns.{field_name}=null to read no {field_name}"
                 )
         return positions
 

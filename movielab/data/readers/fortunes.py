@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from movielab.data.readers.base import FileReader
 from movielab.data.readers.lines import iter_text_lines
 from movielab.data.records import Record
 
@@ -14,12 +15,14 @@ ATTRIBUTION_MARKS = ("--", "\u2014")  # `-- Author` (and an em dash) on a line o
 
 
 @dataclass(frozen=True)
-class FortunesReader:
+class FortunesReader(FileReader):
     """An entry may span lines and end with `-- Author` lines.
 
     strip_attribution: drop the trailing attribution lines (the sentence is what a model learns);
     join_lines: join an entry's lines with spaces into one sentence, instead of keeping them as
     lines (a fortune wrapped at 72 columns is still one sentence).
+    Input-file policy (NUL bytes, invalid UTF-8, control characters, such as the backspaces of old
+    fortune files): readers/lines.py.
     """
 
     strip_attribution: bool = True

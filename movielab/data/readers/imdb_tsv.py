@@ -3,6 +3,7 @@
 The real files have ~10M basics rows and ~1.4M ratings: the ratings are held as two compact arrays
 (16 bytes a title) and the basics file is read line by line, so the join needs modest memory.
 The files are tab-separated without quoting (titles may contain quotes) and write null as \\N.
+Input-file policy (NUL bytes, invalid UTF-8, control characters): readers/lines.py.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from movielab.data.readers.base import FileReader
 from movielab.data.readers.lines import iter_text_lines
 from movielab.data.records import Record
 from movielab.errors import MovielabError
@@ -27,26 +29,42 @@ BASICS_COLUMNS = ("tconst", "titleType", "primaryTitle", "originalTitle", "start
 RATINGS_COLUMNS = ("tconst", "averageRating", "numVotes")
 
 
-def _rows(path: Path, expected: Sequence[str]) -> Iterator[tuple[int, dict[str, int], list[str]]]:
-    """(line number, column positions, fields) for each data row; the header names the columns."""
-    lines = iter_text_lines(path)
-    header = next(lines, "").rstrip("\r\n").split("\t")
-    missing = [name for name in expected if name not in header]
-    if missing:
-        raise MovielabError(
-            f"{path}: column(s) {', '.join(missing)} missing; an IMDb TSV has a header with "
-            f"{', '.join(expected)} (found: {', '.join(header) or 'nothing'})"
-        )
-    positions = {name: header.index(name) for name in expected}
-    for line_number, line in enumerate(lines, start=2):
-        fields = line.rstrip("\r\n").split("\t")
-        if fields == [""]:
-            continue
-        if len(fields) != len(header):
+class _Table:
+    """A TSV whose header names its columns; data lines are checked for the header's number of tabs
+    (C-speed), and `rows` can drop lines by one column's value before splitting them whole."""
+
+    def __init__(self, path: Path, expected: Sequence[str]) -> None:
+        self.path, self.lines = path, iter_text_lines(path)
+        header = next(self.lines, "").rstrip("\r\n").split("\t")
+        missing = [name for name in expected if name not in header]
+        if missing:
             raise MovielabError(
-                f"{path}:{line_number}: {len(fields)} tab-separated fields, the header has {len(header)}"
+                f"{path}: column(s) {', '.join(missing)} missing; an IMDb TSV has a header with "
+                f"{', '.join(expected)} (found: {', '.join(header) or 'nothing'})"
             )
-        yield line_number, positions, fields
+        self.columns = len(header)
+        self.at = {name: header.index(name) for name in expected}
+        self.filtered = 0
+
+    def rows(
+        self, column: str | None = None, kept: frozenset[str] = frozenset()
+    ) -> Iterator[tuple[int, list[str]]]:
+        """(line number, fields) of each data row; with `column`, only rows whose value there is `kept`
+        (the others are counted in `filtered`)."""
+        tabs, position = self.columns - 1, self.at[column] if column else -1
+        for line_number, line in enumerate(self.lines, start=2):
+            line = line.rstrip("\r\n")
+            if line.count("\t") != tabs:
+                if not line:
+                    continue
+                raise MovielabError(
+                    f"{self.path}:{line_number}: {line.count(chr(9)) + 1} tab-separated fields, "
+                    f"the header has {self.columns}"
+                )
+            if position >= 0 and line.split("\t", position + 1)[position] not in kept:
+                self.filtered += 1
+                continue
+            yield line_number, line.split("\t")
 
 
 def _title_number(path: Path, line_number: int, tconst: str) -> int:
@@ -56,7 +74,7 @@ def _title_number(path: Path, line_number: int, tconst: str) -> int:
 
 
 @dataclass(frozen=True)
-class ImdbTsvReader:
+class ImdbTsvReader(FileReader):
     """`data.path` is title.basics.tsv; `ratings` defaults to title.ratings.tsv beside it.
 
     Keeps titles whose titleType is in `title_types` and, with `require_rating`, that have a rating
@@ -90,9 +108,15 @@ class ImdbTsvReader:
     def load_ratings(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
         """Sorted title numbers (tt0000001 -> 1) and their average ratings, votes >= min_votes."""
         numbers, ratings = array("q"), array("d")
-        for line_number, at, fields in _rows(path, RATINGS_COLUMNS):
+        table = _Table(path, RATINGS_COLUMNS)
+        at = table.at
+        for line_number, fields in table.rows():
             votes, rating = fields[at["numVotes"]], fields[at["averageRating"]]
-            if NULL in (votes, rating) or int(votes) < self.min_votes:
+            if NULL in (votes, rating):
+                continue
+            if not votes.isdigit():
+                raise MovielabError(f"{path}:{line_number}: numVotes '{votes}' is not a whole number")
+            if int(votes) < self.min_votes:
                 continue
             try:
                 value = float(rating)
@@ -108,12 +132,10 @@ class ImdbTsvReader:
     def read(self, path: str | Path, required: Iterable[str] = ()) -> Iterator[Record]:
         path = Path(path)
         rated, ratings = self.load_ratings(self.companion_files(path)[0])
-        kept_types = set(self.title_types)
         skipped: Counter = Counter()
-        for line_number, at, fields in _rows(path, BASICS_COLUMNS):
-            if fields[at["titleType"]] not in kept_types:
-                skipped["other title types"] += 1
-                continue
+        table = _Table(path, BASICS_COLUMNS)
+        at = table.at
+        for line_number, fields in table.rows("titleType", frozenset(self.title_types)):
             number = _title_number(path, line_number, fields[at["tconst"]])
             index = int(np.searchsorted(rated, number))
             rating = float(ratings[index]) if index < len(rated) and rated[index] == number else None
@@ -130,5 +152,7 @@ class ImdbTsvReader:
                 genres=() if genres == NULL else tuple(g for g in genres.split(",") if g),
                 line=line_number,
             )
+        skipped["other title types"] = table.filtered
         for reason, count in skipped.items():
-            log.info("%s: skipped %d titles (%s)", path.name, count, reason)
+            if count:
+                log.info("%s: skipped %d titles (%s)", path.name, count, reason)

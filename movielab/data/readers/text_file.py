@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from movielab.data.readers.base import FileReader
 from movielab.data.readers.lines import iter_text_lines
 from movielab.data.records import Record
 from movielab.errors import MovielabError
@@ -14,12 +15,13 @@ UNITS = ("paragraph", "line")
 
 
 @dataclass(frozen=True)
-class TextFileReader:
+class TextFileReader(FileReader):
     """Records are the unit the train/val split works on, so a paragraph never lands in both splits.
 
     `units_per_record` > 1 groups that many consecutive paragraphs (or lines) into one record, kept
     in their original layout: a script's validation split is then runs of consecutive utterances,
     so a window reads a conversation rather than utterances drawn from all over the file.
+    Input-file policy (NUL bytes, invalid UTF-8, control characters): readers/lines.py.
     """
 
     unit: str = "paragraph"

@@ -7,13 +7,22 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
 from movielab.errors import MovielabError
 
 _REGISTRY: dict[str, type[Tokenizer]] = {}
+
+
+class VocabularyLearner(Protocol):
+    """Learns a tokenizer from training texts fed in chunks, so preparation never holds them all:
+    `add` each chunk in the same order every run, then `finish` once."""
+
+    def add(self, texts: Sequence[str]) -> None: ...
+
+    def finish(self) -> Tokenizer: ...
 
 
 class Tokenizer(ABC):
@@ -26,8 +35,16 @@ class Tokenizer(ABC):
 
     @classmethod
     @abstractmethod
+    def learner(cls, n_texts: int, **options: Any) -> VocabularyLearner:
+        """A learner for `n_texts` training texts (the count lets it choose a bounded sample up front);
+        bad options are refused here, before any text is read."""
+
+    @classmethod
     def train(cls, texts: Sequence[str], **options: Any) -> Tokenizer:
-        """Build the vocabulary from training texts."""
+        """Build the vocabulary from training texts held in memory (small data, tests)."""
+        learner = cls.learner(len(texts), **options)
+        learner.add(texts)
+        return learner.finish()
 
     @property
     @abstractmethod
@@ -50,6 +67,14 @@ class Tokenizer(ABC):
 
     def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
         return [self.encode(text) for text in texts]
+
+    def encode_texts(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The ids of all `texts` as one flat int64 array, and each text's number of ids: the token
+        cache's layout, so a chunk of records is appended with no per-record arrays kept."""
+        encoded = self.encode_batch(texts)
+        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+        ids = np.concatenate(encoded).astype(np.int64, copy=False) if encoded else np.zeros(0, np.int64)
+        return ids, lengths
 
     def to_state(self) -> dict[str, Any]:
         return {"kind": self.kind, **self.state_dict()}
@@ -88,3 +113,6 @@ class TokenizerSpec:
 
     def train(self, texts: Sequence[str]) -> Tokenizer:
         return _tokenizer_class(self.kind).train(texts, **dict(self.options))
+
+    def learner(self, n_texts: int) -> VocabularyLearner:
+        return _tokenizer_class(self.kind).learner(n_texts, **dict(self.options))

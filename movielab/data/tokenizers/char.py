@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,25 @@ import numpy as np
 from movielab.data.tokenizers.base import Tokenizer, register_tokenizer
 
 UNKNOWN = "\ufffd"
+CODE_POINTS = 0x110000
+
+
+def _code_points(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+
+
+class CharLearner:
+    """Marks every code point of the training texts in a table, chunk by chunk (4.5 MB, whatever
+    the data's size)."""
+
+    def __init__(self) -> None:
+        self.seen = np.zeros(CODE_POINTS, dtype=bool)
+
+    def add(self, texts: Sequence[str]) -> None:
+        self.seen[_code_points("".join(texts))] = True
+
+    def finish(self) -> CharTokenizer:
+        return CharTokenizer([chr(code) for code in np.flatnonzero(self.seen).tolist()])
 
 
 @register_tokenizer
@@ -18,17 +38,12 @@ class CharTokenizer(Tokenizer):
 
     def __init__(self, chars: Sequence[str]) -> None:
         self.chars = [UNKNOWN, *sorted(set(chars) - {UNKNOWN})]
-        codes = np.array([ord(c) for c in self.chars[1:]], dtype=np.uint32)
-        self._sorted_codes = codes  # sorted because the characters are
 
     @classmethod
-    def train(cls, texts: Sequence[str], **options: Any) -> CharTokenizer:
+    def learner(cls, n_texts: int, **options: Any) -> CharLearner:
         if options:
             raise TypeError(f"CharTokenizer takes no options, got {sorted(options)}")
-        seen: set[str] = set()
-        for text in texts:
-            seen.update(text)
-        return cls(sorted(seen))
+        return CharLearner()
 
     @property
     def vocab_size(self) -> int:
@@ -38,14 +53,25 @@ class CharTokenizer(Tokenizer):
     def unknown_id(self) -> int:
         return 0
 
+    @cached_property
+    def _ids_by_code(self) -> np.ndarray:
+        """Id of every code point up to the largest known one, plus a last entry (unknown) that
+        larger code points are clipped to: encoding is one table lookup per character."""
+        codes = [ord(c) for c in self.chars[1:]]
+        table = np.zeros(max(codes, default=0) + 2, dtype=np.int64)
+        table[codes] = np.arange(1, len(codes) + 1)
+        return table
+
+    def _ids(self, codes: np.ndarray) -> np.ndarray:
+        table = self._ids_by_code
+        return table[np.minimum(codes, len(table) - 1)]
+
     def encode(self, text: str) -> np.ndarray:
-        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-        positions = np.searchsorted(self._sorted_codes, codes)
-        clipped = np.minimum(positions, max(len(self._sorted_codes) - 1, 0))
-        known = (
-            (self._sorted_codes[clipped] == codes) if len(self._sorted_codes) else np.zeros(len(codes), bool)
-        )
-        return np.where(known, positions + 1, self.unknown_id).astype(np.int64)
+        return self._ids(_code_points(text))
+
+    def encode_texts(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+        return self._ids(_code_points("".join(texts))), lengths
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         chars = self.chars

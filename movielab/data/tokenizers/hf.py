@@ -27,6 +27,19 @@ def _backend(tokenizer_json: str) -> Any:
     return Backend.from_str(tokenizer_json)
 
 
+class PretrainedLearner:
+    """A pretrained vocabulary learns nothing from the texts: they are skipped."""
+
+    def __init__(self, pretrained: str) -> None:
+        self.pretrained = pretrained
+
+    def add(self, texts: Sequence[str]) -> None:
+        pass
+
+    def finish(self) -> HFTokenizer:
+        return HFTokenizer.load_pretrained(self.pretrained)
+
+
 @register_tokenizer
 class HFTokenizer(Tokenizer):
     kind = "hf"
@@ -36,11 +49,15 @@ class HFTokenizer(Tokenizer):
         self.backend = _backend(tokenizer_json)
 
     @classmethod
-    def train(cls, texts: Sequence[str], pretrained: str | None = None, **options: Any) -> HFTokenizer:
+    def learner(cls, n_texts: int, pretrained: str | None = None, **options: Any) -> PretrainedLearner:
         if options:
             raise TypeError(f"HFTokenizer takes only `pretrained`, got {sorted(options)}")
         if not pretrained:
             raise MovielabError("data.tokenizer.options.pretrained is required: a local folder or a hub name")
+        return PretrainedLearner(str(pretrained))
+
+    @classmethod
+    def load_pretrained(cls, pretrained: str) -> HFTokenizer:
         try:
             from transformers import AutoTokenizer
         except ImportError:

@@ -37,6 +37,31 @@ BOTH_SIDES = {"--", "-", "/"}  # glued to the words on both sides
 QUOTES = {'"'}  # opening and closing alternate within a line
 
 
+class WordLearner:
+    """Counts words chunk by chunk; memory grows with the number of distinct words, not the text.
+
+    `tokenizer_options` are WordTokenizer's (unknown, specials, lowercase, punctuation).
+    """
+
+    def __init__(self, min_freq: int, max_size: int | None, **tokenizer_options: Any) -> None:
+        self.min_freq, self.max_size, self.options = min_freq, max_size, tokenizer_options
+        unknown = tokenizer_options["unknown"]
+        self.reserved = list(dict.fromkeys([*tokenizer_options["specials"], unknown]))
+        self.words = WordTokenizer([unknown], **{**tokenizer_options, "specials": ()}).words
+        self.counts: Counter[str] = Counter()
+
+    def add(self, texts: Sequence[str]) -> None:
+        for text in texts:
+            self.counts.update(self.words(text))
+
+    def finish(self) -> WordTokenizer:
+        """Ties keep the order of first appearance (Counter.most_common is stable)."""
+        words = [w for w, n in self.counts.most_common() if n >= self.min_freq and w not in self.reserved]
+        if self.max_size is not None:
+            words = words[: self.max_size - len(self.reserved)]
+        return WordTokenizer([*self.reserved, *words], **self.options)
+
+
 @register_tokenizer
 class WordTokenizer(Tokenizer):
     """Vocabulary = `specials` (in the order given, so e.g. <pad> can be id 0), the unknown token,
@@ -70,16 +95,16 @@ class WordTokenizer(Tokenizer):
         self.marks = {token: mark for mark, token in self.punctuation.items()}
 
     @classmethod
-    def train(
+    def learner(
         cls,
-        texts: Sequence[str],
+        n_texts: int,
         min_freq: int = 1,
         max_size: int | None = None,
         unknown: str = UNKNOWN,
         specials: Sequence[str] = (),
         lowercase: bool = True,
         punctuation: Mapping[str, str] | None = None,
-    ) -> WordTokenizer:
+    ) -> WordLearner:
         """`min_freq`: words seen fewer times become unknown; `max_size`: cap on the whole vocabulary
         (specials and unknown included), keeping the most frequent words."""
         if min_freq < 1:
@@ -90,14 +115,8 @@ class WordTokenizer(Tokenizer):
                 f"data.tokenizer.options.max_size={max_size} leaves no room for words after the "
                 f"{len(reserved)} special tokens"
             )
-        splitter = cls([unknown], unknown, (), lowercase, punctuation)
-        counts: Counter[str] = Counter()
-        for text in texts:
-            counts.update(splitter.words(text))
-        words = [w for w, n in counts.most_common() if n >= min_freq and w not in reserved]
-        if max_size is not None:
-            words = words[: max_size - len(reserved)]
-        return cls([*reserved, *words], unknown, list(specials), lowercase, punctuation)
+        options = {"unknown": unknown, "specials": list(specials), "lowercase": lowercase}
+        return WordLearner(min_freq, max_size, **options, punctuation=punctuation)
 
     @property
     def vocab_size(self) -> int:
