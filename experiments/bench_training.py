@@ -3,18 +3,20 @@ and loggers its configs build) against a plain PyTorch loop over the same net, t
 the same optimizer, schedule and gradient clipping, and nothing else.
 
     flock /tmp/movielab-cpu.lock python experiments/bench_training.py [--models gpt ...]
-        [--arms plain movielab] [--repeats 5] [--threads 2] 2>progress.log
+        [--variants fp32 bf16 compile bf16+compile] [--repeats 3] [--threads 2] [--validation]
+        [--control] 2>progress.log
 
-Arms: `plain` or `movielab`, optionally with `:bf16` (bf16-mixed: autocast on the forward pass)
-and/or `:compile` (torch.compile of the net), e.g. `--arms movielab movielab:bf16 movielab:compile`.
-Each repeat runs every arm once, in an order rotated from repeat to repeat; an arm trains from
-the same seed (same initial weights, same dropout draws, the same batches) for `warmup` steps,
-then `steps` timed steps. Tokens/s counts the input tokens of the timed steps over the time from
-the start of the first timed step to the start of the step after the last, so every hook, log
-write, progress-bar refresh and batch draw in between is in it; validation is not (the timed
-window ends before the config's first validation; `--validation` times one validation apart).
-The report gives each arm's median tokens/s, the median over repeats of each arm's ratio to the
-first arm in the same repeat, and how far each arm's losses are from the first arm's.
+Variants: how both arms train, fp32, `bf16` (trainer.precision=bf16-mixed; autocast on the
+forward pass in the plain loop), `compile` (model.compile=true; torch.compile of the net in the
+plain loop) or `bf16+compile`. Each repeat runs every variant once, in an order rotated from
+repeat to repeat; in a variant's run both arms train from the same seed (same initial weights,
+same dropout draws, the same batches) for `warmup` steps, then `steps` timed steps, paired step
+by step (see PlainTwin). Tokens/s counts the input tokens of the timed steps over their time, so
+every hook, log write, progress-bar refresh and batch draw of movielab's loop is in it;
+validation is not (`--validation` times one validation after the timed steps, apart).
+`--control` pairs two plain loops the same way, with no Lightning: the method's own bias and
+spread. The report gives each variant's median tokens/s, the median over repeats of movielab's
+ratio to the plain loop, the other variants' speed against the first, and how far the losses are.
 
 The progress bar renders as on a terminal, to stderr (send stderr to a file: the figures go to
 stdout). Data: the real files beside the project (../shared/data), else the bundled samples.
@@ -34,6 +36,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -42,12 +45,15 @@ import lightning as L  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra.utils import instantiate  # noqa: E402
 from torch import nn  # noqa: E402
 
 from movielab import CONFIG_DIR  # noqa: E402
 from movielab.cli.train import train  # noqa: E402
 from movielab.models.build import build_language_model  # noqa: E402
+from movielab.models.modules import training_module  # noqa: E402
 from movielab.models.next_token import logits_and_targets  # noqa: E402
+from movielab.models.spec import connect, data_needs, spec_from_config  # noqa: E402
 from movielab.optim import optimizer_and_schedule  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
@@ -331,11 +337,44 @@ def run_arm(
         extra.append("trainer.precision=bf16-mixed")
     if arm.compile:
         extra.append("model.compile=true")
-    if validation:  # one validation just before the timed window
-        extra.append(f"trainer.val_check_interval={case.warmup}")
+    if validation:  # one validation, right after the last timed step (that pair is left out)
+        extra.append(f"trainer.val_check_interval={case.warmup + case.steps}")
     with contextlib.redirect_stdout(sys.stderr):  # Lightning's and train's own lines: not figures
         train(compose_config(case, data_path, work, run, extra))
     return PlainTwin.last.timing
+
+
+def run_control(case: Case, arm: Variant, data_path: Path | None, work: Path, run: str) -> Timing:
+    """The method's own bias and spread: two plain twins of the same model paired exactly as the
+    plain twin and movielab are (`--control`), with no Lightning loop around them; the second
+    twin stands where movielab does."""
+    cfg = compose_config(case, data_path, work, run, [])
+    L.seed_everything(cfg.seed)
+    datamodule = instantiate(cfg.data)
+    spec = spec_from_config(cfg.model)
+    datamodule.connect(data_needs(spec))
+    module = training_module(connect(spec, datamodule.facts()), cfg.model)
+    trainer = SimpleNamespace(
+        max_steps=cfg.trainer.max_steps,
+        gradient_clip_val=cfg.trainer.gradient_clip_val,
+        datamodule=datamodule,
+    )
+    first, second = (PlainTwin(case.warmup, case.steps, arm.bf16, arm.compile) for _ in range(2))
+    for twin in (first, second):
+        twin.on_train_start(trainer, module)
+    timing = Timing()
+    for step in range(case.warmup + case.steps):
+        order = (first, second) if step % 2 == 0 else (second, first)
+        seconds = {}
+        for twin in order:
+            began, cpu = time.perf_counter(), time.process_time()
+            loss, tokens = twin.plain_step()
+            seconds[id(twin)] = (time.perf_counter() - began, time.process_time() - cpu)
+            (timing.plain_losses if twin is first else timing.movielab_losses).append(loss)
+        if step >= case.warmup:
+            (plain_s, plain_cpu), (other_s, other_cpu) = seconds[id(first)], seconds[id(second)]
+            timing.pairs.append(StepPair(tokens, plain_s, plain_cpu, other_s, other_cpu))
+    return timing
 
 
 def endless(loader) -> Iterator[dict[str, torch.Tensor]]:  # noqa: ANN001
@@ -406,7 +445,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (intra-op)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default: per model)")
-    parser.add_argument("--validation", action="store_true", help="time one validation before the window")
+    parser.add_argument(
+        "--validation", action="store_true", help="time one validation, after the timed steps"
+    )
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="two plain loops paired as the arms are: the method's own error",
+    )
     parser.add_argument(
         "--overrides", nargs="*", default=[], help="config overrides for movielab's run (what costs what)"
     )
@@ -419,6 +465,8 @@ def main() -> None:
     )
     if args.overrides:
         print(f"movielab's runs with {' '.join(args.overrides)}")
+    if args.control:
+        print("control: a second plain loop stands in movielab's place (no Lightning)")
     with tempfile.TemporaryDirectory(prefix="bench_training_") as tmp:
         work = Path(tmp)
         for name in args.models:
@@ -431,9 +479,13 @@ def main() -> None:
             for repeat in range(args.repeats):
                 shift = repeat % len(variants)
                 for variant in variants[shift:] + variants[:shift]:
-                    timing = run_arm(
-                        case, variant, path, work, f"{name}-{variant.name}-{repeat}", args.validation
-                    )
+                    run = f"{name}-{variant.name}-{repeat}"
+                    if args.control:
+                        timing = run_control(case, variant, path, work, run)
+                    else:
+                        timing = run_arm(
+                            case, variant, path, work, run, args.validation, tuple(args.overrides)
+                        )
                     results[variant.name].append(timing)
                     print(
                         f"  repeat {repeat} {variant.name}: movielab "
