@@ -163,6 +163,38 @@ def prepare(tree: Path, env: dict[str, str], root: Path, cwd: Path) -> None:
         )
 
 
+# the import chain of `import movielab.train`, as `python -X importtime` names it
+CHAIN = (
+    "torch",
+    "lightning",
+    "torchmetrics.functional",  # imported by lightning.fabric.utilities.imports (a version check)
+    "torchmetrics.functional.text.bert",
+    "transformers",
+    "matplotlib.pyplot",
+    "torch._dynamo",
+    "hydra",
+    "movielab.models.modules",
+    "movielab.cli.train",
+)
+
+
+def import_chain(module: str, env: dict[str, str], cwd: Path) -> dict[str, float]:
+    """Cumulative seconds of each CHAIN module where it is first imported (`-X importtime`)."""
+    result = subprocess.run(
+        [PYTHON, "-X", "importtime", "-c", f"import {module}"],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+    )
+    seconds = {}
+    for line in result.stderr.splitlines():
+        parts = [part.strip() for part in line.removeprefix("import time:").split("|")]
+        if len(parts) == 3 and parts[2] in CHAIN and parts[2] not in seconds:
+            seconds[parts[2]] = int(parts[1]) / 1e6
+    return seconds
+
+
 def old_tree(commit: str, into: Path) -> Path:
     archive = subprocess.run(["git", "archive", commit], cwd=ROOT, capture_output=True, check=True).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
@@ -176,6 +208,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS of every process")
     parser.add_argument("--only", nargs="*", default=None, help="measure only these commands (by name)")
+    parser.add_argument("--chain", action="store_true", help="also `-X importtime` of import movielab.train")
     args = parser.parse_args()
 
     commit = subprocess.run(
@@ -213,10 +246,19 @@ def main() -> None:
             line = "  ".join(f"{n} {times[(n, 'new')][-1]:.2f}" for n in names)
             print(f"repeat {repeat} (new, s): {line} (load average {os.getloadavg()[0]:.1f})", flush=True)
         report(names, times)
+        if args.chain:
+            print("\n`python -X importtime -c 'import movielab.train'`, cumulative s where first imported:")
+            for tree in ("old", "new"):
+                for _ in range(3):
+                    chain = import_chain("movielab.train", envs[tree], scratch)
+                    print(
+                        f"  {tree}: "
+                        + ", ".join(f"{name} {chain[name]:.2f}" for name in CHAIN if name in chain),
+                        flush=True,
+                    )
 
 
 def report(names: list[str], times: dict[tuple[str, str], list[float]]) -> None:
-    torch_s = statistics.median(times[("import torch", "new")])
     print(f"\n{'':<26} {'old s':>7} {'new s':>7} {'new/old':>8}  every repeat (new)")
     for name in names:
         new = times[(name, "new")]
@@ -230,6 +272,9 @@ def report(names: list[str], times: dict[tuple[str, str], list[float]]) -> None:
             f"{name:<26} {statistics.median(old):7.2f} {statistics.median(new):7.2f} {ratio:8.2f}  {figures}"
             f"  (old {' '.join(f'{t:.2f}' for t in old)})"
         )
+    if ("import torch", "new") not in times:
+        return
+    torch_s = statistics.median(times[("import torch", "new")])
     print(f"\nimport beyond `import torch` ({torch_s:.2f} s), as a share of torch's own import:")
     for name in names:
         if name.startswith("import movielab"):
