@@ -243,8 +243,11 @@ def main() -> None:
                 for tree in order if by_tree["new"][name].per_tree else ["new"]:
                     elapsed = timed(by_tree[tree][name], envs[tree], scratch)
                     times.setdefault((name, tree), []).append(elapsed)
-            line = "  ".join(f"{n} {times[(n, 'new')][-1]:.2f}" for n in names)
-            print(f"repeat {repeat} (new, s): {line} (load average {os.getloadavg()[0]:.1f})", flush=True)
+            line = "; ".join(
+                f"{n} " + "/".join(f"{times[(n, t)][-1]:.2f}" for t in ("old", "new") if (n, t) in times)
+                for n in names
+            )
+            print(f"repeat {repeat} (old/new s): {line} (load average {os.getloadavg()[0]:.1f})", flush=True)
         report(names, times)
         if args.chain:
             print("\n`python -X importtime -c 'import movielab.train'`, cumulative s where first imported:")
