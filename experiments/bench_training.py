@@ -345,9 +345,11 @@ def run_arm(
 
 
 def run_control(case: Case, arm: Variant, data_path: Path | None, work: Path, run: str) -> Timing:
-    """The method's own bias and spread: two plain twins of the same model paired exactly as the
-    plain twin and movielab are (`--control`), with no Lightning loop around them; the second
-    twin stands where movielab does."""
+    """Two plain loops of the same model paired exactly as the plain twin and movielab are
+    (`--control`), with no Lightning loop around them: the first trains in fp32, the second, in
+    movielab's place, as the variant says. Under fp32 that is the method's own bias and spread;
+    under bf16 or compile it is the variant's speed against fp32 step for step, under the same load.
+    """
     cfg = compose_config(case, data_path, work, run, [])
     L.seed_everything(cfg.seed)
     datamodule = instantiate(cfg.data)
@@ -359,7 +361,8 @@ def run_control(case: Case, arm: Variant, data_path: Path | None, work: Path, ru
         gradient_clip_val=cfg.trainer.gradient_clip_val,
         datamodule=datamodule,
     )
-    first, second = (PlainTwin(case.warmup, case.steps, arm.bf16, arm.compile) for _ in range(2))
+    first = PlainTwin(case.warmup, case.steps)
+    second = PlainTwin(case.warmup, case.steps, arm.bf16, arm.compile)
     for twin in (first, second):
         twin.on_train_start(trainer, module)
     timing = Timing()
@@ -451,7 +454,7 @@ def main() -> None:
     parser.add_argument(
         "--control",
         action="store_true",
-        help="two plain loops paired as the arms are: the method's own error",
+        help="a plain fp32 loop paired with a plain loop in the variant (fp32: the method's own error)",
     )
     parser.add_argument(
         "--overrides", nargs="*", default=[], help="config overrides for movielab's run (what costs what)"
@@ -466,7 +469,10 @@ def main() -> None:
     if args.overrides:
         print(f"movielab's runs with {' '.join(args.overrides)}")
     if args.control:
-        print("control: a second plain loop stands in movielab's place (no Lightning)")
+        print(
+            "control: 'movielab' below is a second plain loop (no Lightning) in the variant, "
+            "'plain' a plain loop in fp32"
+        )
     with tempfile.TemporaryDirectory(prefix="bench_training_") as tmp:
         work = Path(tmp)
         for name in args.models:
