@@ -14,11 +14,12 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar, ThroughputMonitor
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from movielab.data.batching import batch_size_of, tokens_in
 from movielab.errors import TrainingDiverged
 from movielab.generation import TrainsTextWriter, generate_texts, requests_for
 from movielab.models.modes import evaluating
@@ -100,6 +101,18 @@ class ResumableRandomState(L.Callback):
 def _world_size() -> int:
     distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
     return torch.distributed.get_world_size() if distributed else 1
+
+
+class TokenThroughput(ThroughputMonitor):
+    """Lightning's ThroughputMonitor with tokens as its items: logs train/items_per_sec (tokens/s).
+
+    The counting functions are given here rather than as Hydra `_partial_` targets in the config:
+    Hydra 1.3.8 checks its target policy on every call of such a partial (about 0.2 ms), and these
+    run twice every training step (experiments/bench_training.md).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(batch_size_fn=batch_size_of, length_fn=tokens_in, **kwargs)
 
 
 class LastCheckpoint(ModelCheckpoint):

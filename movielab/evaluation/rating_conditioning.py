@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torchmetrics.functional import spearman_corrcoef
 
 from movielab.data.batching import pad_id_lists
 from movielab.data.token_cache import TokenSplit
@@ -35,6 +34,8 @@ from movielab.text_index import TextIndex
 def spearman(recovered: list[float], requested: list[float]) -> float:
     if len(set(recovered)) < 2 or len(set(requested)) < 2:
         return math.nan  # one side is constant: no ranking to correlate
+    from torchmetrics.functional import spearman_corrcoef  # here: importing torchmetrics takes ~2 s
+
     return float(spearman_corrcoef(torch.tensor(recovered), torch.tensor(requested, dtype=torch.float32)))
 
 

@@ -27,6 +27,8 @@ class CausalLanguageModel(L.LightningModule):
     optimizer and `total_steps=trainer.max_steps` and is stepped every optimizer step. With
     `loss_on="last"` only the token after each whole window is scored (the reference LSTM's loss),
     in validation too. Conditions (rating, genres) are prefix embeddings before the tokens.
+    `compile=True` (`model.compile=true`) runs the net's forward through torch.compile while it
+    trains; it is how the model trains, not what it is, so checkpoints are the same either way.
     """
 
     def __init__(
@@ -34,6 +36,7 @@ class CausalLanguageModel(L.LightningModule):
         spec: ModelSpec,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.net, conditions, self.spec = build_language_model(spec)
@@ -44,6 +47,17 @@ class CausalLanguageModel(L.LightningModule):
         self.val_loss = MeanMetric()
         self.val_loss_best = MinMetric()
         self.val_loss_best.persistent(True)  # in checkpoints, so a resumed run's best is the same
+        self.compile_net = compile
+
+    def configure_model(self) -> None:
+        """With `compile`, compile the net's forward in place (nn.Module.compile): the module stays
+        itself, so its state dict keeps its names (no `_orig_mod.` prefix) and checkpoints load as
+        any other. Only calls of the net are compiled; generation's cached decoding stays eager."""
+        if self.compile_net and not self._net_compiled:
+            self.net.compile()
+            self._net_compiled = True
+
+    _net_compiled = False
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.net(inputs)

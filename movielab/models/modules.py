@@ -9,6 +9,7 @@ from typing import Any
 import lightning as L
 from hydra.utils import instantiate
 
+from movielab.errors import MovielabError
 from movielab.models.genre_classifier import GenreClassifier
 from movielab.models.language_model import CausalLanguageModel
 from movielab.models.spec import FACTORY_KEYS, ModelSpec
@@ -27,4 +28,8 @@ def training_module(spec: ModelSpec, model_config: Mapping[str, Any]) -> L.Light
         for key in FACTORY_KEYS[spec.task]
         if model_config.get(key) is not None
     }
+    if model_config.get("compile"):
+        if spec.task != "language_model":
+            raise MovielabError(f"model.compile=true is for language models, not a {spec.task}")
+        factories["compile"] = True
     return TRAINING_MODULES[spec.task](spec, **factories)

@@ -31,6 +31,9 @@ FACTORY_KEYS = {
     "genre_classifier": ("optimizer", "scheduler"),
     "text_gan": ("critic_optimizer", "generator_optimizer", "pretrain_optimizer"),
 }
+# config keys that say how the model trains (read by its training module), not what it is: they stay
+# out of the spec and so out of checkpoints. `compile`: torch.compile the net while it trains
+TRAINING_KEYS = ("compile",)
 
 
 @dataclass
@@ -194,7 +197,12 @@ def spec_from_config(model: Mapping[str, Any]) -> ModelSpec:
     """The spec a `model:` config describes (before `connect`): `kind`, `net: {kind, config}`,
     `conditions: {name: {kind, ...fields}}`, optimizer factories (left out), the rest options."""
     model = plain_data(
-        {k: v for k, v in model.items() if k not in FACTORY_KEYS.get(model.get("kind"), ())}, "model"
+        {
+            k: v
+            for k, v in model.items()
+            if k not in FACTORY_KEYS.get(model.get("kind"), ()) and k not in TRAINING_KEYS
+        },
+        "model",
     )
     task = _task(model.get("kind"), "model")
     net = _part(model.get("net"), "model.net")
