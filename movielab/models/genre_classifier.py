@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchmetrics import CatMetric, MeanMetric, MinMetric
+from torchmetrics import CatMetric, MeanMetric
 from torchmetrics.functional.classification import (
     multilabel_f1_score,
     multilabel_fbeta_score,
@@ -22,7 +21,7 @@ from movielab.data.tokenizers import Tokenizer
 from movielab.models.build import build_net
 from movielab.models.genre_predictor import GenrePredictor
 from movielab.models.spec import ModelSpec
-from movielab.optim import optimizer_and_schedule
+from movielab.models.trained_module import TrainedModule
 
 
 def multilabel_scores(probs: torch.Tensor, labels: torch.Tensor, threshold: float) -> dict[str, torch.Tensor]:
@@ -65,7 +64,7 @@ class ValidationScores:
     step: int
 
 
-class GenreClassifier(L.LightningModule):
+class GenreClassifier(TrainedModule):
     """Trains the encoder a `spec` describes (ids, padding mask -> one logit per genre) on the
     records' multi-hot "genres", with BCE weighted per genre (the spec's pos_weight, from the
     training split). Records with no known genre carry no label and are left out of the loss and
@@ -78,20 +77,16 @@ class GenreClassifier(L.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(optimizer, scheduler)
         self.net, self.spec = build_net(spec)
         options = self.spec.task_options()
         self.genres = tuple(options.genres)
         self.threshold_metric = options.threshold_metric
         self.threshold_candidates = tuple(options.threshold_candidates)
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
         weights = options.pos_weight or (1.0,) * len(self.genres)
         self.register_buffer("pos_weight", torch.tensor(weights, dtype=torch.float32))
         self.register_buffer("threshold", torch.tensor(0.5))
         self.val_loss = MeanMetric()
-        self.val_loss_best = MinMetric()
-        self.val_loss_best.persistent(True)
         self.val_probs = CatMetric()
         self.val_labels = CatMetric()
         self.validation_scores: ValidationScores | None = None
@@ -137,9 +132,7 @@ class GenreClassifier(L.LightningModule):
         threshold = best_threshold(probs, labels, self.threshold_candidates, self.threshold_metric)
         self.threshold.fill_(threshold)
         scores = multilabel_scores(probs, labels, threshold)
-        self.val_loss_best.update(loss)
-        self.log("val/loss", loss, prog_bar=True)
-        self.log("val/loss_best", self.val_loss_best.compute())
+        self.log_validation_loss(loss)
         self.log("val/threshold", threshold)
         for name in ("f1_micro", "f1_macro", "f2_micro", "f2_macro", "precision_micro", "recall_micro"):
             self.log(f"val/{name}", scores[name], prog_bar=name == "f1_micro")
@@ -149,11 +142,6 @@ class GenreClassifier(L.LightningModule):
         support = labels.sum(dim=0).long().tolist()
         self.validation_scores = ValidationScores(
             scores, support, labels.size(0), threshold, self.global_step
-        )
-
-    def configure_optimizers(self):  # noqa: ANN201 (Lightning accepts several shapes)
-        return optimizer_and_schedule(
-            self.net, lambda: self.trainer.max_steps, self.optimizer_factory, self.scheduler_factory
         )
 
     def predictor(self, tokenizer: Tokenizer, template: Template) -> GenrePredictor:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MeanMetric, MinMetric
+from torchmetrics import MeanMetric
 
 from movielab.data.templates import Template
 from movielab.data.tokenizers import Tokenizer
@@ -16,16 +15,14 @@ from movielab.models.build import build_language_model
 from movielab.models.language_sampler import LanguageModelSampler
 from movielab.models.next_token import logits_and_targets
 from movielab.models.spec import ModelSpec
-from movielab.optim import optimizer_and_schedule
+from movielab.models.trained_module import TrainedModule
 
 
-class CausalLanguageModel(L.LightningModule):
+class CausalLanguageModel(TrainedModule):
     """Trains the net a `spec` describes (inputs (B, T) -> logits (B, T, V)) with cross-entropy on
     every next token; it computes losses and metrics only (samples and reports are callbacks').
 
-    `optimizer` and `scheduler` are factories (Hydra `_partial_`); the scheduler receives the
-    optimizer and `total_steps=trainer.max_steps` and is stepped every optimizer step. With
-    `loss_on="last"` only the token after each whole window is scored (the reference LSTM's loss),
+    With `loss_on="last"` only the token after each whole window is scored (the reference LSTM's loss),
     in validation too. Conditions (rating, genres) are prefix embeddings before the tokens.
     `compile=True` (`model.compile=true`) runs the net's forward through torch.compile while it
     trains; it is how the model trains, not what it is, so checkpoints are the same either way.
@@ -38,15 +35,11 @@ class CausalLanguageModel(L.LightningModule):
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         compile: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(optimizer, scheduler)
         self.net, conditions, self.spec = build_language_model(spec)
         self.conditions = nn.ModuleDict(conditions)
         self.loss_on = self.spec.task_options().loss_on
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
         self.val_loss = MeanMetric()
-        self.val_loss_best = MinMetric()
-        self.val_loss_best.persistent(True)  # in checkpoints, so a resumed run's best is the same
         self.compile_net = compile
 
     def configure_model(self) -> None:
@@ -84,15 +77,8 @@ class CausalLanguageModel(L.LightningModule):
         self.val_loss.reset()
         if self.trainer.sanity_checking:
             return
-        self.val_loss_best.update(loss)
-        self.log("val/loss", loss, prog_bar=True)
+        self.log_validation_loss(loss)
         self.log("val/ppl", loss.exp())
-        self.log("val/loss_best", self.val_loss_best.compute())
-
-    def configure_optimizers(self):  # noqa: ANN201 (Lightning accepts several shapes)
-        return optimizer_and_schedule(
-            self, lambda: self.trainer.max_steps, self.optimizer_factory, self.scheduler_factory
-        )
 
     def text_sampler(self, tokenizer: Tokenizer, template: Template) -> LanguageModelSampler:
         """The model as it writes text (use it in eval mode: movielab.models.modes.evaluating)."""
