@@ -46,12 +46,16 @@ NOT_TYPED = {
     "callbacks.text_samples": "null switches the callback off",
     "model.scheduler": "null trains without a schedule",
     "callbacks.text_samples.prompt.*": "prompt fields: the model's prepare() checks them when sampling",
+    "callbacks.rating_conditioning": "null switches the callback off",
+    "callbacks.gen_metrics.prompt": "prompt fields: the model's prepare() checks them when sampling",
+    "callbacks.gen_metrics.classifier": "a checkpoint, loaded and checked before training (test_gen_metrics)",
     "<generate>.title": "free text of the prompt",
     "<generate>.prime": "free text of the prompt",
     "<generate>.rating": "the model's prepare() checks it against its scale",
     "<generate>.genres": "the model's prepare() checks them against its genres",
     "<predict>.text": "free text (required: tests/test_genre_classifier.py)",
     "<predict>.title": "free text",
+    "<serve>.*": "checked by movielab/cli/serve.py's own table (its tests read conf/serve.yaml)",
 }
 
 # option (or pattern) -> bad values; the error must name the option
@@ -174,6 +178,12 @@ BAD: dict[str, list[Any]] = {
     "callbacks.*.seed": ["x"],
     "callbacks.*.ngram": [0],
     "callbacks.rating_conditioning.ratings": ["high"],
+    "callbacks.gen_metrics.every_validation": ["sometimes"],
+    "callbacks.gen_metrics.rating_samples": [-1],
+    "callbacks.gen_metrics.ratings": ["high"],
+    "trainer.num_nodes": [0],
+    "model.compile": ["yes"],
+    "trainer.strategy.process_group_backend": ["pigeon"],
     "logger.*.name": [3],
     "logger.*.version": [3],
     "logger.tensorboard.default_hp_metric": ["x"],
@@ -233,6 +243,8 @@ SOURCES = {
         "data=imdb1000_plots",  # records: window batching needs data.batching.block_size for it
     ],
     "callbacks/title_transformer.yaml": ["experiment=title_transformer"],
+    "callbacks/gen_metrics/every_validation.yaml": ["+callbacks/gen_metrics=every_validation"],
+    "callbacks/gen_metrics/at_end.yaml": ["+callbacks/gen_metrics=at_end"],
     "logger/csv.yaml": ["logger=csv"],
 }
 
@@ -259,8 +271,8 @@ def _options() -> dict[str, str]:
             prefix = "hydra."
         elif "# @package _global_" in text:
             prefix = ""
-        else:
-            prefix = f"{relative.parts[0]}."
+        else:  # a group's package is its folder: callbacks/gen_metrics/at_end.yaml -> callbacks.gen_metrics.
+            prefix = ".".join(relative.parts[:-1]) + "."
         walk(yaml.safe_load(text) or {}, prefix, str(relative))
     return found
 
