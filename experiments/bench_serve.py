@@ -38,6 +38,7 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # this checkout's movielab, as the servers (run from REPO) import it
 CLIENTS = (1, 8, 32)
 NEW_TOKENS = 64
 FIRST_WRITTEN = b'"prompt": false'

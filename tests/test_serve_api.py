@@ -482,6 +482,8 @@ def test_the_serve_config_gives_the_servers_options_and_refuses_bad_ones(tmp_pat
     monkeypatch.delenv("MOVIELAB_API_KEY", raising=False)
     options = serve_options(compose_config(tmp_path, ["ckpt=x", "max_n=3"], config_name="serve"))
     assert (options.max_n, options.max_new_tokens_limit, options.api_key) == (3, 1000, None)
+    defaults = compose_config(tmp_path, ["ckpt=x"], config_name="serve")
+    assert (defaults.host, defaults.max_batch) == ("127.0.0.1", 32)  # loopback unless told otherwise
     assert (options.sampling.temperature, options.sampling.top_p, options.sampling.max_new_tokens) == (
         0.8,
         0.95,
