@@ -87,6 +87,10 @@ class SamplingSettings:
         return replace(self, banned=tuple(dict.fromkeys((*self.banned, *map(int, token_ids)))))
 
 
+# the settings a user may set (banned ids are the model's own business)
+SAMPLING_OPTIONS = tuple(f.name for f in fields(SamplingSettings) if f.name != "banned")
+
+
 def penalize_repeats(logits: torch.Tensor, history: torch.Tensor, penalty: float) -> torch.Tensor:
     """CTRL's repetition penalty (Keskar et al. 2019), as Hugging Face applies it: a token already in
     the row's history has a positive logit divided by `penalty` and a negative one multiplied."""

@@ -19,23 +19,17 @@ from movielab.errors import MovielabError, config_errors_reported, user_errors_r
 from movielab.files import write_new_text
 from movielab.generation import GeneratedText, RowFinished, TextPiece, generate, requests_for
 from movielab.options import GENERATE_OPTIONS, check_options
-from movielab.sampling import SamplingSettings, checked_number
+from movielab.sampling import SAMPLING_OPTIONS, SamplingSettings, checked_number
 
 # options whose values are free text: quoted for Hydra so titles may hold apostrophes and commas
 FREE_TEXT_OPTIONS = ("title", "prime", "text")
 # this command's own options; every other option with a value is a prompt field
 COMMAND_OPTIONS = {
+    *SAMPLING_OPTIONS,
     "ckpt",
     "avoid_training_titles",
     "num_samples",
     "seed",
-    "temperature",
-    "top_k",
-    "top_p",
-    "min_p",
-    "repetition_penalty",
-    "no_repeat_ngram_size",
-    "max_new_tokens",
     "use_cache",
     "typewriter",
     "device",

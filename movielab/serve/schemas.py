@@ -13,15 +13,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SAMPLING_FIELDS = (
-    "temperature",
-    "top_k",
-    "top_p",
-    "min_p",
-    "repetition_penalty",
-    "no_repeat_ngram_size",
-    "max_new_tokens",
-)
+from movielab.sampling import SAMPLING_OPTIONS
+
+SAMPLING_FIELDS = SAMPLING_OPTIONS
 
 
 class ErrorBody(BaseModel):
