@@ -65,7 +65,7 @@ class Command:
     per_tree: bool = True  # False: the same command for both trees (measured once a repeat)
 
 
-def commands(work: Path, tree: str) -> list[Command]:
+def commands(work: Path, tree: str, repeat: int = 0) -> list[Command]:
     root = work / tree
     ckpt = root / "run" / "checkpoints" / "last.ckpt"
     return [
@@ -80,7 +80,7 @@ def commands(work: Path, tree: str) -> list[Command]:
                 "-m",
                 "movielab.train",
                 f"paths.root_dir={root}",
-                f"hydra.run.dir={root / 'probe_run'}",
+                f"hydra.run.dir={root / f'probe_run_{repeat}'}",  # a new folder: a used one is refused
                 "+callbacks.startup_probe._target_=startup_probe.FirstStep",
             ),
             marker="STARTUP_PROBE first_step",
@@ -239,6 +239,7 @@ def main() -> None:
         times: dict[tuple[str, str], list[float]] = {}
         for repeat in range(args.repeats):
             order = ["old", "new"] if repeat % 2 == 0 else ["new", "old"]
+            by_tree = {tree: {c.name: c for c in commands(work, tree, repeat)} for tree in trees}
             for name in names:
                 for tree in order if by_tree["new"][name].per_tree else ["new"]:
                     elapsed = timed(by_tree[tree][name], envs[tree], scratch)
