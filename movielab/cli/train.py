@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 # movielab reports tokens/s (ThroughputMonitor's items/s); it does not count FLOPs per batch
 warnings.filterwarnings("ignore", message=".*`flops_per_batch`.*")
+# Lightning 2.6 calls a torch.utils._pytree API that torch 2.13 deprecates: nothing a user can act on
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
 # under DDP the val/ metrics are torchmetrics reduced over every rank's windows and gen/ is broadcast
 # from rank 0, so Lightning's advice to add sync_dist=True does not apply to them
 warnings.filterwarnings("ignore", message=r".*self\.log\('(val|gen)/.*sync_dist=True.*")
