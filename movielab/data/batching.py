@@ -90,6 +90,17 @@ def step_rng(seed: int, rank: int, step: int) -> np.random.Generator:
     return np.random.default_rng([seed, rank, step])
 
 
+def _bounded(options: Any, name: str, bound: int | None, too_long: str) -> Any:
+    """`options` with data.batching.<name> set to the model's `bound` where it is unset; a value
+    above the bound is refused (`too_long` is the rest of that error, `{}` the bound)."""
+    value = getattr(options, name)
+    if value is None:
+        return replace(options, **{name: bound})
+    if bound is not None and value > bound:
+        raise MovielabError(f"data.batching.{name}={value} " + too_long.format(bound))
+    return options
+
+
 @dataclass(frozen=True)
 class WindowBatching:
     """Random fixed-length windows from the token stream, for language models over running text.
@@ -111,18 +122,10 @@ class WindowBatching:
 
     def connected(self, needs: DataNeeds) -> WindowBatching:
         """Windows as long as the model's context, unless data.batching.block_size says shorter."""
-        if self.block_size is None:
-            if needs.window_length is None:
-                raise MovielabError(
-                    "data.batching.block_size must be set: this model does not say its context"
-                )
-            return replace(self, block_size=needs.window_length)
-        if needs.window_length is not None and self.block_size > needs.window_length:
-            raise MovielabError(
-                f"data.batching.block_size={self.block_size} is longer than the model's context "
-                f"(model.net.config.block_size={needs.window_length})"
-            )
-        return self
+        if self.block_size is None and needs.window_length is None:
+            raise MovielabError("data.batching.block_size must be set: this model does not say its context")
+        too_long = "is longer than the model's context (model.net.config.block_size={})"
+        return _bounded(self, "block_size", needs.window_length, too_long)
 
     def _check_length(self, split: TokenSplit, name: str) -> None:
         if len(split.tokens) < self.block_size + 1:
@@ -227,14 +230,11 @@ class RecordBatching:
 
     def connected(self, needs: DataNeeds) -> RecordBatching:
         """Rows cut to what the model takes, unless data.batching.max_length says shorter."""
-        if self.max_length is None:
-            return replace(self, max_length=needs.record_length)
-        if needs.record_length is not None and self.max_length > needs.record_length:
-            raise MovielabError(
-                f"data.batching.max_length={self.max_length} is longer than the model takes: at most "
-                f"{needs.record_length} tokens (its block_size less one position per condition prefix)"
-            )
-        return self
+        too_long = (
+            "is longer than the model takes: at most {} tokens "
+            "(its block_size less one position per condition prefix)"
+        )
+        return _bounded(self, "max_length", needs.record_length, too_long)
 
     def epoch_plan(self, lengths: np.ndarray, seed: int, epoch: int) -> list[np.ndarray]:
         """The batches (arrays of record indices) of one epoch, in training order."""
