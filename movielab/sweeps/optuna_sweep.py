@@ -315,10 +315,20 @@ class OptunaSweep:
         except BaseException as error:  # a config that does not compose, Ctrl-C outside training
             _tell_failed(study, trial, f"{type(error).__name__}: {error}")
             raise
-        trial.set_user_attr("trial_s", time.perf_counter() - started)
-        if ret.hydra_cfg is not None:
-            trial.set_user_attr("run_dir", str(ret.hydra_cfg.hydra.runtime.output_dir))
-        return ret, self._tell(study, trial, ret)
+        try:
+            trial.set_user_attr("trial_s", time.perf_counter() - started)
+            if ret.hydra_cfg is not None:
+                trial.set_user_attr("run_dir", str(ret.hydra_cfg.hydra.runtime.output_dir))
+            return ret, self._tell(study, trial, ret)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # its heartbeats came later than the grace period (a starved machine), so another worker
+            # declared it lost and failed it; the study keeps that verdict and the sweep goes on
+            log.warning(
+                "Trial %d was failed by another worker while it ran (its heartbeat was late); "
+                "its result is not recorded",
+                trial.number,
+            )
+            return ret, TrialState.FAIL
 
     def _tell(self, study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> TrialState:
         outcome = ret._return_value  # read directly: the property re-raises a failed job's error
