@@ -104,3 +104,14 @@ def _loggers_enabled_after_cli_runs():
         stream = getattr(handler, "stream", None)
         if isinstance(handler, logging.StreamHandler) and getattr(stream, "closed", False):
             logging.root.removeHandler(handler)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models on a busy 2-core machine train fastest on one thread (the sweep and gen/ tests)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

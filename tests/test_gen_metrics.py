@@ -10,7 +10,6 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from movielab.cli.evaluate import evaluate
@@ -31,12 +30,7 @@ QUIET = [
 TEXT_METRICS = {"words", "copy_rate", "novelty_4gram", "distinct_1", "distinct_2", "self_bleu_4", "bleu_4"}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _rows(run: Path) -> list[dict[str, str]]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import optuna
 import pytest
-import torch
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
@@ -26,12 +25,7 @@ SWEEP = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_a_sweep_on_gen_metrics_records_every_objective_per_trial_and_resumes(tmp_path, monkeypatch):

@@ -9,7 +9,6 @@ import math
 
 import optuna
 import pytest
-import torch
 from omegaconf import OmegaConf
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
@@ -30,12 +29,7 @@ MULTI = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_a_two_objective_sweep_records_every_objective_marks_infeasible_trials_and_resumes(

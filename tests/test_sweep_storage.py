@@ -32,15 +32,7 @@ from tests.test_sweeper import TINY_SWEEP, run_sweep
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """As in test_sweeper: tiny models on a busy 2-core machine run fastest on one thread."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 STUDY = "workers"

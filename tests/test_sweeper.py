@@ -54,14 +54,7 @@ TINY_SWEEP = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from a second thread, and on a busy 2-core machine its spin-waiting
-    makes each step up to 50x slower; the two-worker test gives each worker one thread too."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class FaultInjection(L.Callback):
