@@ -8,6 +8,7 @@ into a temporary folder, then a server on a Unix socket, as a dedicated user whe
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -198,6 +199,40 @@ def test_heartbeats_fail_a_trial_whose_worker_on_another_machine_went_silent(kin
     if kind == "journal":
         assert isinstance(storage, HeartbeatJournalStorage)
         assert HEARTBEAT_ATTR in study.get_trials()[fresh.number].system_attrs
+
+
+def test_late_heartbeats_from_a_worker_seen_running_on_this_machine_do_not_fail_its_trial(tmp_path):
+    """A starved machine delays heartbeats; a worker whose process still runs here is not lost. Once
+    that process is gone, its trial fails at once."""
+    worker = subprocess.Popen(
+        [sys.executable, "-c", WORKER_THEN_SLEEP],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        identity = json.loads(worker.stdout.readline())
+        storage = open_storage(str(tmp_path / "late.log"), heartbeat_s=1)
+        study = optuna.create_study(storage=storage, study_name="late")
+        late, silent = study.ask(), study.ask()
+        late.set_user_attr(WORKER_ATTR, identity)
+        silent.set_user_attr(WORKER_ATTR, {"host": "elsewhere", "boot_id": "b", "pid": 1, "process_start": 1})
+        for trial in (late, silent):
+            storage.record_heartbeat(trial._trial_id)
+        time.sleep(4.5)  # both silent past the grace period
+        assert fail_abandoned_trials(study, grace_s=4) == [silent.number]
+        assert study.get_trials()[late.number].state == TrialState.RUNNING
+    finally:
+        worker.kill()
+        worker.wait()
+    assert fail_abandoned_trials(study, grace_s=4) == [late.number]
+    assert f"pid {identity['pid']}" in study.get_trials()[late.number].user_attrs["error"]
+
+
+WORKER_THEN_SLEEP = (
+    "import json, time; from movielab.sweeps.abandoned_trials import this_worker; "
+    "print(json.dumps(this_worker()), flush=True); time.sleep(120)"
+)
 
 
 def test_a_sweep_killed_mid_trial_and_started_again_fails_that_trial_and_goes_on(tmp_path, monkeypatch):

@@ -6,7 +6,8 @@ the grace period), or it ran on this machine and its process no longer exists (a
 killed and started again does not wait out the grace period, and a grid's killed cell is run
 again). Each trial records its worker (`worker` user attribute: host, boot id, pid namespace, pid,
 process start time) when it starts; a trial from another machine, boot or container (pid
-namespace) is left to the heartbeat.
+namespace) is left to the heartbeat. A trial whose heartbeats are late but whose worker this machine
+sees running is left alone: its machine is starved, not its worker lost.
 """
 
 from __future__ import annotations
@@ -47,7 +48,10 @@ def fail_abandoned_trials(study: optuna.Study, grace_s: float | None) -> list[in
         for trial_id in storage._get_stale_trial_ids(study._study_id):
             reasons[trial_id] = f"its worker sent no heartbeat for over {grace_s:.0f} s (killed or lost)"
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if trial._trial_id not in reasons and _worker_is_gone_from_this_machine(trial):
+        alive = _worker_runs_on_this_machine(trial)
+        if alive:
+            reasons.pop(trial._trial_id, None)  # late heartbeats from a live worker: a starved machine
+        elif alive is False:  # known gone: say so rather than that its heartbeats stopped
             worker = trial.user_attrs[WORKER_ATTR]
             reasons[trial._trial_id] = f"its worker (pid {worker['pid']} on {worker['host']}) is gone"
     failed = []
@@ -63,20 +67,22 @@ def fail_abandoned_trials(study: optuna.Study, grace_s: float | None) -> list[in
     return failed
 
 
-def _worker_is_gone_from_this_machine(trial: FrozenTrial) -> bool:
+def _worker_runs_on_this_machine(trial: FrozenTrial) -> bool | None:
+    """Whether the trial's worker process still runs (True) or is gone (False); None where this
+    machine cannot tell (another machine, boot or container: its pids mean nothing here)."""
     worker = trial.user_attrs.get(WORKER_ATTR)
     if not isinstance(worker, dict) or worker.get("boot_id") is None:
-        return False  # no way to tell: leave it to the heartbeat
+        return None
     here = (socket.gethostname(), _boot_id(), _pid_namespace())
     if (worker.get("host"), worker.get("boot_id"), worker.get("pid_namespace")) != here:
-        return False  # another machine, boot or container: its pids mean nothing here
+        return None
     pid = worker.get("pid")
     if not isinstance(pid, int):
-        return False
+        return None
     if pid == os.getpid():
-        return False  # this process runs one trial at a time, never one it cannot see
+        return True  # this process runs one trial at a time, never one it cannot see
     start = _process_start(pid)
-    return start is None or start != worker.get("process_start")
+    return start is not None and start == worker.get("process_start")
 
 
 def _boot_id() -> str | None:
