@@ -184,7 +184,9 @@ class DecodingBatch:
         self.device = torch.device(device)
         self.stop = sampler.stop_ids()
         self.rows: list[_Row] = []
-        self.logits: list[torch.Tensor] = []
+        self.logits = torch.zeros(0)  # (rows, vocab): each row's next-token logits
+        self._drawn = False  # tokens drawn that the net has not read yet (between draw and advance)
+        self._restarting: list[_Row] = []
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -212,8 +214,9 @@ class DecodingBatch:
     def _start(self, states: list[_Row]) -> list[Event]:
         if not states:
             return []
+        assert not self._drawn, "rows join between steps, not between draw and advance"
         logits = self.decoder.add_rows([(s.prompt.ids, s.prompt.prefix, s.generator) for s in states])
-        self.logits += list(logits.unbind(0))
+        self.logits = logits if not self.rows else torch.cat([self.logits, logits])
         self.rows += states
         return [event for state in states for event in self._pieces(state, final=False)]
 
@@ -225,17 +228,21 @@ class DecodingBatch:
 
     def step(self) -> list[Event]:
         """One new token for every row; the pieces of text it adds and the rows it finishes."""
+        return self.draw() + self.advance()
+
+    def draw(self) -> list[Event]:
+        """The first half of a step: every row draws its next token from the logits it has (a
+        server sends these events while `advance` runs the net). `advance` must follow."""
         if not self.rows:
             return []
-        logits = torch.stack(self.logits)
         tokens = draw_tokens(
-            logits,
+            self.logits,
             [state.history for state in self.rows],
             [state.settings for state in self.rows],
             [state.generator for state in self.rows],
         )
         events: list[Event] = []
-        done, restart = [], []
+        done = []
         for index, (state, token) in enumerate(zip(self.rows, tokens, strict=True)):
             state.new_ids.append(token)
             state.history.append(token)
@@ -243,27 +250,36 @@ class DecodingBatch:
             if stopped or len(state.new_ids) >= state.limit:
                 finished = self._finish(state)
                 if isinstance(finished[-1], RowRestarted):
-                    restart.append(state)
+                    self._restarting.append(state)
                 events += finished
                 done.append(index)
             else:
                 events += self._pieces(state, final=False)
         if done:
             self._drop(done)
+        self._drawn = True
+        return events
+
+    def advance(self) -> list[Event]:
+        """The second half of a step: the net reads the drawn tokens, giving the next logits; rows
+        drawn again (they copied a training text) start over."""
+        if not self._drawn:
+            return []
+        self._drawn = False
         if self.rows:
             kept = torch.tensor([s.new_ids[-1] for s in self.rows], dtype=torch.long, device=self.device)
-            self.logits = list(self.decoder.advance(kept).unbind(0))
+            self.logits = self.decoder.advance(kept)
+        restart, self._restarting = self._restarting, []
         for state in restart:
             state.new_ids, state.history, state.emitted = [], state.prompt.ids.tolist(), ""
             state.redraws += 1
-        events += self._start(restart)
-        return events
+        return self._start(restart)
 
     def _drop(self, indices: list[int]) -> None:
         self.decoder.remove(indices)
         gone = set(indices)
         self.rows = [s for i, s in enumerate(self.rows) if i not in gone]
-        self.logits = [x for i, x in enumerate(self.logits) if i not in gone]
+        self.logits = self.logits[[i for i in range(len(self.logits)) if i not in gone]]
 
     def _pieces(self, state: _Row, final: bool) -> list[Event]:
         text, _ = self.sampler.render(state.prompt, state.new_ids)

@@ -169,22 +169,25 @@ def draw_tokens(
     """The next token of each row of `logits` (rows, vocab), each with its own settings, history
     and generator: row i draws exactly as it would in a batch of one. Rows that share settings
     without penalties (which read a row's history) are filtered together."""
-    probs: list[torch.Tensor | None] = [None] * len(settings)
+    probs = torch.empty(logits.shape, dtype=torch.float32, device=logits.device)
     shared: dict[SamplingSettings, list[int]] = {}
     for i, row_settings in enumerate(settings):
         if row_settings.repetition_penalty == 1.0 and not row_settings.no_repeat_ngram_size:
             shared.setdefault(row_settings, []).append(i)
         else:
-            probs[i] = next_token_scores(logits[i : i + 1], histories[i], row_settings).softmax(dim=-1)
+            probs[i] = next_token_scores(logits[i : i + 1], histories[i], row_settings).softmax(dim=-1)[0]
     for row_settings, rows in shared.items():
-        group = filter_logits(logits[rows].float(), row_settings).softmax(dim=-1)
-        for j, i in enumerate(rows):
-            probs[i] = group[j : j + 1]
-    tokens = []
-    for row_probs, generator in zip(probs, generators, strict=True):
-        if not torch.isfinite(row_probs).all():
-            raise MovielabError(
-                "the model's next-token scores are not finite (NaN or inf): its weights are broken"
-            )
-        tokens.append(int(torch.multinomial(row_probs, num_samples=1, generator=generator)))
-    return tokens
+        if len(rows) == len(settings):  # one setting for the whole batch: no gather, no scatter
+            probs = filter_logits(logits.float(), row_settings).softmax(dim=-1)
+        else:
+            probs[rows] = filter_logits(logits[rows].float(), row_settings).softmax(dim=-1)
+    if not bool(torch.isfinite(probs).all()):
+        raise MovielabError(
+            "the model's next-token scores are not finite (NaN or inf): its weights are broken"
+        )
+    # torch.multinomial's own way to draw one sample, argmax(p / q) with q ~ Exp(1) from the row's
+    # generator, with the division and argmax done for every row at once: the same tokens
+    noise = torch.empty_like(probs)
+    for row, generator in enumerate(generators):
+        noise[row].exponential_(1, generator=generator)
+    return (probs / noise).argmax(dim=-1).tolist()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 import torch
 
@@ -9,7 +11,14 @@ from movielab.data.templates import Template
 from movielab.errors import MovielabError
 from movielab.generation import Request, RowFinished, TextPiece, generate, generate_texts, held_back
 from movielab.models.gpt import GPT, GPTConfig, GPTDecoder
-from movielab.sampling import SamplingSettings, filter_logits, penalize_repeats, repeated_ngram_tokens
+from movielab.sampling import (
+    SamplingSettings,
+    draw_tokens,
+    filter_logits,
+    next_token_scores,
+    penalize_repeats,
+    repeated_ngram_tokens,
+)
 from tests.builders import VOCAB, char_sampler, tiny_language_model
 
 
@@ -37,6 +46,65 @@ def test_rows_at_different_positions_decode_the_logits_of_a_full_forward():
     logits = decoder.advance(torch.tensor([tokens[0, 13], tokens[2, 15]]))
     torch.testing.assert_close(logits[0], full[0, 13])
     torch.testing.assert_close(logits[1], full[2, 15])
+
+
+def test_rows_joining_together_and_leaving_anywhere_keep_the_logits_of_a_full_forward():
+    """Rows prefilled together are padded to the longest; a row that leaves frees its cache slot
+    for another row to move into: every row's logits stay those of a full forward of its own."""
+    model = _tiny_gpt()
+    rng = random.Random(3)
+    texts = torch.randint(0, 17, (40, 22), generator=torch.Generator().manual_seed(2))
+    full = model(texts)
+    decoder, rows, fed = GPTDecoder(model), [], []  # rows: which text each decoder row writes
+    for _ in range(30):
+        joining = [t for t in range(40) if t not in rows][: rng.randint(0, 3)]
+        lengths = [rng.randint(1, 10) for _ in joining]
+        if joining:
+            firsts = decoder.add_rows(
+                [(texts[t, :n], None, None) for t, n in zip(joining, lengths, strict=True)]
+            )
+            for first, t, n in zip(firsts, joining, lengths, strict=True):
+                torch.testing.assert_close(first, full[t, n - 1])
+            rows, fed = rows + joining, fed + lengths
+        leaving = sorted(rng.sample(range(len(rows)), k=min(len(rows), rng.randint(0, 2))))
+        if leaving:
+            decoder.remove(leaving)
+            rows = [t for i, t in enumerate(rows) if i not in leaving]
+            fed = [f for i, f in enumerate(fed) if i not in leaving]
+        if rows:
+            logits = decoder.advance(torch.tensor([texts[t, f] for t, f in zip(rows, fed, strict=True)]))
+            for i, (t, f) in enumerate(zip(rows, fed, strict=True)):
+                torch.testing.assert_close(logits[i], full[t, f])
+            fed = [f + 1 for f in fed]
+            done = [i for i, f in enumerate(fed) if f >= 22]
+            if done:
+                decoder.remove(done)
+                rows = [t for i, t in enumerate(rows) if i not in done]
+                fed = [f for i, f in enumerate(fed) if i not in done]
+
+
+@pytest.mark.parametrize("vocab", [17, 97, 1000])
+def test_batched_draws_are_the_tokens_torch_multinomial_draws_row_by_row(vocab):
+    rows = 7
+    logits = torch.randn(rows, vocab, generator=torch.Generator().manual_seed(vocab)) * 3
+    settings = [SamplingSettings(temperature=t) for t in (0.5, 1.0, 1.0, 2.0, 1.0, 0.7, 1.0)]
+    settings[2] = SamplingSettings(repetition_penalty=1.3)  # a row filtered on its own
+    histories = [[1, 2, 3]] * rows
+    for trial in range(20):
+        seeds = [100 * trial + row for row in range(rows)]
+        drawn = draw_tokens(logits, histories, settings, [torch.Generator().manual_seed(s) for s in seeds])
+        generators = [torch.Generator().manual_seed(s) for s in seeds]
+        one_by_one = [
+            int(
+                torch.multinomial(
+                    next_token_scores(logits[i : i + 1], histories[i], settings[i]).softmax(-1),
+                    1,
+                    generator=generators[i],
+                )
+            )
+            for i in range(rows)
+        ]
+        assert drawn == one_by_one
 
 
 def _requests(prompts: list[dict], **settings) -> list[Request]:

@@ -525,6 +525,7 @@ SERVE_BAD = {
     "max_body_bytes": [0],
     "use_cache": ["yes"],
     "torch_threads": [0, "many"],
+    "thread_switch_ms": [0, "fast"],
     "log_level": ["loud"],
     "sampling.temperature": [0, "hot"],
     "sampling.top_k": [0],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import hydra
 import torch
@@ -11,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from movielab import CONFIG_DIR
 from movielab.cli.generate import pick_device
 from movielab.errors import MovielabError, config_errors_reported, user_errors_reported
-from movielab.options import COUNT, DEVICE, FLAG, NAME, Rule, check_options, choice
+from movielab.options import COUNT, DEVICE, FLAG, NAME, POSITIVE, Rule, check_options, choice
 from movielab.sampling import SamplingSettings
 
 # every option of conf/serve.yaml but the checkpoints (checked to exist), api_key (any text of 8
@@ -26,6 +27,7 @@ SERVE_OPTIONS: dict[str, Rule] = {
     "max_body_bytes": COUNT,
     "use_cache": FLAG,
     "torch_threads": COUNT.or_null(),
+    "thread_switch_ms": POSITIVE,
     "log_level": choice("critical", "error", "warning", "info", "debug", "trace"),
 }
 
@@ -71,6 +73,7 @@ def serve(cfg: DictConfig) -> None:
     checkpoints = checkpoints_to_serve(container["ckpt"], container["ckpts"])
     device = pick_device(cfg.device)
     torch.set_num_threads(decoding_threads(cfg.torch_threads))
+    sys.setswitchinterval(cfg.thread_switch_ms / 1000)
     models = load_served(checkpoints, device, cfg.max_batch, cfg.use_cache)
     try:
         for name, model in models.items():

@@ -58,8 +58,9 @@ class CausalSelfAttention(nn.Module):
           attention to the keys marked True (an encoder over padded rows);
         - `cache` (keys, values), each (batch, n_head, block_size, head_dim), no positions: prefill,
           x holds positions 0.. and its keys and values are written to the cache;
-        - `cache` and `positions` (batch,): one new token per row (time = 1) at the row's own
-          position, attending to every cached key up to it.
+        - `cache`, `positions` (batch,) and `attend_to` (batch, end): one new token per row
+          (time = 1) at the row's own position, attending to the cached keys marked True (those
+          up to its position; the GPT builds the mask once per step, not once per block).
         """
         batch, length, channels = x.shape
         q, k, v = (
@@ -67,19 +68,17 @@ class CausalSelfAttention(nn.Module):
             for t in self.qkv(x).split(channels, dim=2)
         )
         mask, is_causal = None, True
-        if attend_to is not None:
-            mask, is_causal = attend_to[:, None, None, :], False  # (B, 1, 1, T)
-        elif cache is not None and positions is None:
+        if cache is not None and positions is None:
             cache[0][:, :, :length], cache[1][:, :, :length] = k, v
         elif cache is not None:
-            assert length == 1, "a decoding step feeds one token per row"
+            assert length == 1 and attend_to is not None, "a decoding step feeds one token per row"
             rows = torch.arange(batch, device=x.device)
             cache[0][rows, :, positions], cache[1][rows, :, positions] = k[:, :, 0], v[:, :, 0]  # (B, nh, hs)
-            end = int(positions.max()) + 1
+            end = attend_to.size(1)
             k, v = cache[0][:, :, :end], cache[1][:, :, :end]  # (B, nh, end, hs)
-            is_causal = False  # one query per row sees its cached keys...
-            if bool((positions != positions[0]).any()):  # ...up to its own position
-                mask = (torch.arange(end, device=x.device)[None, :] <= positions[:, None])[:, None, None, :]
+            mask, is_causal = attend_to[:, None, None, :], False
+        elif attend_to is not None:
+            mask, is_causal = attend_to[:, None, None, :], False  # (B, 1, 1, T)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, is_causal=is_causal
         )  # (B, nh, T, hs)
@@ -176,8 +175,14 @@ class GPT(TransformerStack):
         else:
             x = x + self.wpe(positions)[:, None]
         x = self.drop(x)
+        attend_to = None
+        if positions is not None:  # each row sees the cached keys up to its own position
+            keys = torch.arange(int(positions.max()) + 1, device=idx.device)
+            attend_to = keys[None, :] <= positions[:, None]
         for i, block in enumerate(self.blocks):
-            x = block(x, cache=None if caches is None else caches[i], positions=positions)
+            x = block(
+                x, cache=None if caches is None else caches[i], positions=positions, attend_to=attend_to
+            )
         return self.ln_f(x)
 
     def forward(self, idx: torch.Tensor, prefix: torch.Tensor | None = None) -> torch.Tensor:
@@ -199,12 +204,17 @@ class GPT(TransformerStack):
         return [(like.new_zeros(shape), like.new_zeros(shape)) for _ in self.blocks]
 
     def prefill(
-        self, idx: torch.Tensor, prefix: torch.Tensor | None = None
+        self, idx: torch.Tensor, prefix: torch.Tensor | None = None, lengths: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
-        """Feed `prefix` and idx (batch, time) from position 0 into fresh caches; the logits of the
-        last position (batch, vocab) and the caches."""
+        """Feed `prefix` and idx (batch, time) from position 0 into fresh caches; the logits of each
+        row's last position (batch, vocab) and the caches. Rows shorter than `time` are padded at
+        the end and give their `lengths` (batch,): causal attention keeps the padding out of them."""
         caches = self.empty_caches(idx.size(0))
-        return self.lm_head(self.hidden_states(idx, prefix, caches)[:, -1]), caches
+        hidden = self.hidden_states(idx, prefix, caches)
+        if lengths is None:
+            return self.lm_head(hidden[:, -1]), caches
+        last = lengths + (0 if prefix is None else prefix.size(1)) - 1
+        return self.lm_head(hidden[torch.arange(idx.size(0), device=idx.device), last]), caches
 
     def step(
         self, tokens: torch.Tensor, caches: list[tuple[torch.Tensor, torch.Tensor]], positions: torch.Tensor
@@ -215,95 +225,134 @@ class GPT(TransformerStack):
 
 class GPTDecoder(RowDecoderBase):
     """Rows of a GPT decoded together through KV caches, each row at its own position: rows added
-    together are prefilled together (those of one prompt length in one batch), then every row
-    advances one token a step. When a row's context is full, its cache restarts from the last half
-    context (prefix fed again), so long samples stay O(n) instead of O(n^2)."""
+    together are prefilled in one forward (padded to the longest, one per prefix shape), then
+    every row advances one token a step.
+
+    The caches live in buffers with room for more rows, one slot a row. A row that leaves frees
+    its slot and the row in the last slot moves into it, so joining and leaving copy one row's
+    cache, not every row's; the step runs in slot order and hands logits back in row order. When
+    a row's context is full, its cache restarts from the last half context (prefix fed again), so
+    long samples stay O(n) instead of O(n^2)."""
 
     def __init__(self, gpt: GPT) -> None:
         self.gpt = gpt
-        self.caches: list[tuple[torch.Tensor, torch.Tensor]] | None = None
-        self.positions = torch.zeros(0, dtype=torch.long, device=gpt.wte.weight.device)
-        self.histories: list[list[int]] = []  # every token of each row: prompt, then generated
-        self.prefixes: list[torch.Tensor | None] = []
+        self.buffers: list[tuple[torch.Tensor, torch.Tensor]] = gpt.empty_caches(0)  # (capacity, ...)
+        self.device = gpt.wte.weight.device
+        self.slot_positions = torch.zeros(0, dtype=torch.long, device=self.device)  # by slot
+        self.slots: list[int] = []  # by row: the row's slot
+        self.histories: list[list[int]] = []  # by row: prompt, then generated
+        self.prefixes: list[torch.Tensor | None] = []  # by row
+
+    @property
+    def caches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Every occupied slot's keys and values: views of the first slots of the buffers."""
+        rows = len(self.slots)
+        return [(k[:rows], v[:rows]) for k, v in self.buffers]
 
     def _context(self, prefix: torch.Tensor | None) -> int:
         return self.gpt.config.block_size - (0 if prefix is None else prefix.size(0))
 
-    def _prefill(self, rows: list[list[int]], prefixes: list[torch.Tensor | None]) -> tuple:
-        """Rows of one length (and prefix shape) fed from position 0: logits, caches, positions."""
-        device = self.positions.device
-        idx = torch.tensor(rows, dtype=torch.long, device=device).view(len(rows), -1)
+    def _reserve(self, rows: int) -> None:
+        """Room for `rows` rows, growing the buffers by doubling (copies amortised over joins)."""
+        capacity = self.buffers[0][0].size(0)
+        if rows <= capacity:
+            return
+        grown = self.gpt.empty_caches(max(rows, 2 * capacity, 8))
+        used = len(self.slots)
+        for (k, v), (old_k, old_v) in zip(grown, self.buffers, strict=True):
+            k[:used], v[:used] = old_k[:used], old_v[:used]
+        self.buffers = grown
+
+    def _prefill(
+        self, slots: list[int], starts: list[list[int]], prefixes: list[torch.Tensor | None]
+    ) -> tuple:
+        """Rows of one prefix shape fed from position 0 into their buffer slots: their logits and
+        next positions."""
+        lengths = torch.tensor([len(start) for start in starts], dtype=torch.long, device=self.device)
+        idx = torch.zeros(len(starts), int(lengths.max()), dtype=torch.long, device=self.device)
+        for row, start in enumerate(starts):
+            idx[row, : len(start)] = torch.tensor(start, dtype=torch.long, device=self.device)
         prefix = None if prefixes[0] is None else torch.stack(prefixes)
-        logits, caches = self.gpt.prefill(idx, prefix)
-        return logits, caches, idx.size(1) + (0 if prefix is None else prefix.size(1))
+        logits, caches = self.gpt.prefill(idx, prefix, lengths)
+        into = torch.tensor(slots, dtype=torch.long, device=self.device)
+        for (k, v), (new_k, new_v) in zip(self.buffers, caches, strict=True):
+            k[into], v[into] = new_k, new_v
+        return logits, lengths + (0 if prefix is None else prefix.size(1))
 
     def add_rows(self, rows: Sequence[tuple[torch.Tensor, torch.Tensor | None, object]]) -> torch.Tensor:
+        first = len(self.slots)
         starts = []
         for ids, prefix, _ in rows:
             if self._context(prefix) < 2:
                 raise ValueError(f"block_size {self.gpt.config.block_size} leaves no room after the prefix")
-            self.histories.append(ids.tolist())
-            self.prefixes.append(prefix)
-            starts.append(self.histories[-1][-self._context(prefix) :])
-        groups: dict[tuple, list[int]] = {}
-        for i, ((_, prefix, _), start) in enumerate(zip(rows, starts, strict=True)):
-            groups.setdefault((len(start), None if prefix is None else tuple(prefix.shape)), []).append(i)
+            starts.append(ids.tolist()[-self._context(prefix) :])
+        self._reserve(first + len(rows))
+        groups: dict[tuple | None, list[int]] = {}
+        for i, (_, prefix, _) in enumerate(rows):
+            groups.setdefault(None if prefix is None else tuple(prefix.shape), []).append(i)
         logits: list[torch.Tensor | None] = [None] * len(rows)
-        caches: list[list | None] = [None] * len(rows)
-        positions = [0] * len(rows)
+        positions = torch.zeros(len(rows), dtype=torch.long, device=self.device)
         for members in groups.values():
-            group_logits, group_caches, position = self._prefill(
-                [starts[i] for i in members], [rows[i][1] for i in members]
+            group_logits, group_positions = self._prefill(
+                [first + i for i in members], [starts[i] for i in members], [rows[i][1] for i in members]
             )
             for j, i in enumerate(members):
-                logits[i], positions[i] = group_logits[j], position
-                caches[i] = [(k[j : j + 1], v[j : j + 1]) for k, v in group_caches]
-        new = [
-            (torch.cat([c[layer][0] for c in caches]), torch.cat([c[layer][1] for c in caches]))
-            for layer in range(len(self.gpt.blocks))
-        ]
-        if self.caches is None:
-            self.caches = new
-        else:
-            self.caches = [
-                (torch.cat([k, nk]), torch.cat([v, nv]))
-                for (k, v), (nk, nv) in zip(self.caches, new, strict=True)
-            ]
-        self.positions = torch.cat([self.positions, self.positions.new_tensor(positions)])
+                logits[i] = group_logits[j]
+            positions[members] = group_positions
+        self.slots += range(first, first + len(rows))
+        self.histories += [ids.tolist() for ids, _, _ in rows]
+        self.prefixes += [prefix for _, prefix, _ in rows]
+        self.slot_positions = torch.cat([self.slot_positions, positions])
         return torch.stack(logits)
 
     def advance(self, tokens: torch.Tensor) -> torch.Tensor:
         for row, token in enumerate(tokens.tolist()):
             self.histories[row].append(token)
-        full = self.positions >= self.gpt.config.block_size
+        slots = torch.tensor(self.slots, dtype=torch.long, device=self.device)
+        by_slot = torch.empty_like(tokens)
+        by_slot[slots] = tokens
+        return self._advance_slots(by_slot)[slots]
+
+    def _advance_slots(self, tokens: torch.Tensor) -> torch.Tensor:
+        """One token per slot (slots,); the next-token logits by slot."""
+        positions = self.slot_positions
+        full = positions >= self.gpt.config.block_size
         if not bool(full.any()):
-            logits = self.gpt.step(tokens, self.caches, self.positions)
-            self.positions = self.positions + 1
+            logits = self.gpt.step(tokens, self.caches, positions)
+            self.slot_positions = positions + 1
             return logits
-        logits = tokens.new_zeros(len(tokens), self.gpt.config.vocab_size, dtype=self.caches[0][0].dtype)
+        logits = tokens.new_zeros(len(tokens), self.gpt.config.vocab_size, dtype=self.buffers[0][0].dtype)
         going = (~full).nonzero().flatten()
         if len(going):
             caches = [(k[going], v[going]) for k, v in self.caches]
-            logits[going] = self.gpt.step(tokens[going], caches, self.positions[going])
-            for (k, v), (ck, cv) in zip(self.caches, caches, strict=True):
+            logits[going] = self.gpt.step(tokens[going], caches, positions[going])
+            for (k, v), (ck, cv) in zip(self.buffers, caches, strict=True):
                 k[going], v[going] = ck, cv
-            self.positions[going] += 1
-        for row in full.nonzero().flatten().tolist():
+            positions[going] += 1
+        row_in = {slot: row for row, slot in enumerate(self.slots)}
+        for slot in full.nonzero().flatten().tolist():
+            row = row_in[slot]
             prefix = self.prefixes[row]
             restart = self.histories[row][-(self._context(prefix) // 2) :]
-            row_logits, caches, self.positions[row] = self._prefill([restart], [prefix])
-            logits[row] = row_logits[0]
-            for (k, v), (ck, cv) in zip(self.caches, caches, strict=True):
-                k[row], v[row] = ck[0], cv[0]
+            slot_logits, position = self._prefill([slot], [restart], [prefix])
+            logits[slot], positions[slot] = slot_logits[0], position[0]
         return logits
 
-    def remove(self, rows: list[int]) -> None:
+    def remove(self, rows: Sequence[int]) -> None:
         gone = set(rows)
-        keep = [i for i in range(len(self.histories)) if i not in gone]
+        kept = len(self.slots) - len(gone)
+        freed = {self.slots[row] for row in gone}
+        holes = sorted(slot for slot in freed if slot < kept)  # freed slots that stay in use
+        movers = [slot for slot in range(kept, len(self.slots)) if slot not in freed]  # rows moving in
+        if holes:
+            into = torch.tensor(holes, dtype=torch.long, device=self.device)
+            out_of = torch.tensor(movers, dtype=torch.long, device=self.device)
+            for k, v in self.buffers:
+                k[into], v[into] = k[out_of], v[out_of]
+            self.slot_positions[into] = self.slot_positions[out_of]
+        moved = dict(zip(movers, holes, strict=True))
+        keep = [i for i in range(len(self.slots)) if i not in gone]
+        self.slots = [moved.get(self.slots[i], self.slots[i]) for i in keep]
         self.histories = [self.histories[i] for i in keep]
         self.prefixes = [self.prefixes[i] for i in keep]
-        self.positions = self.positions[keep]
-        if not keep:
-            self.caches = None
-        elif self.caches is not None:
-            self.caches = [(k[keep], v[keep]) for k, v in self.caches]
+        self.slot_positions = self.slot_positions[:kept]

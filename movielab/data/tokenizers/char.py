@@ -75,7 +75,10 @@ class CharTokenizer(Tokenizer):
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         chars = self.chars
-        return "".join(chars[i] if 0 <= i < len(chars) else UNKNOWN for i in np.asarray(ids).tolist())
+        ids = ids if isinstance(ids, list) else np.asarray(ids).tolist()
+        if ids and (min(ids) < 0 or max(ids) >= len(chars)):
+            return "".join(chars[i] if 0 <= i < len(chars) else UNKNOWN for i in ids)
+        return "".join(map(chars.__getitem__, ids))  # the common case, called every decoding step
 
     def state_dict(self) -> dict[str, Any]:
         return {"chars": "".join(self.chars[1:])}
