@@ -19,7 +19,7 @@ import torch
 from movielab.checkpoint import SECTION, digest, load_model
 from movielab.cli import generate
 from movielab.cli.train import train
-from movielab.data.recorded import recorded_datamodule
+from movielab.data.recorded import recorded_data
 from movielab.errors import MovielabError
 from tests.conftest import TINY, compose_config
 
@@ -148,9 +148,9 @@ def test_the_recorded_config_is_kept_as_data_and_never_built(good, tmp_path, tra
             node_parent = node_parent[key]
         node_parent[last] = node
         with pytest.raises(MovielabError, match="refused"):
-            recorded_datamodule(config, cache_dir=str(tmp_path / "cache"))
+            recorded_data(config, cache_dir=str(tmp_path / "cache"))
         assert not traps["made"].exists()
-    assert recorded_datamodule(model.config, cache_dir=str(tmp_path / "cache")).prepare().fingerprint
+    assert recorded_data(model.config, cache_dir=str(tmp_path / "cache")).prepare().fingerprint
 
 
 @pytest.mark.parametrize(

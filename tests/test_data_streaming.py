@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from movielab.data import preparation
-from movielab.data.datamodule import bundled_sample
 from movielab.data.genres import GenreVocabulary
 from movielab.data.preparation import prepare_token_data
 from movielab.data.readers import CsvReader, FortunesReader
@@ -19,6 +18,7 @@ from movielab.data.readers import lines as lines_module
 from movielab.data.readers.base import FileReader
 from movielab.data.split import split_indices
 from movielab.data.templates import Template
+from movielab.data.text_data import bundled_sample
 from movielab.data.tokenizers import TokenizerSpec
 from movielab.data.tokenizers import sentencepiece as sentencepiece_module
 from movielab.errors import MovielabError

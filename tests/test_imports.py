@@ -1,4 +1,4 @@
-"""Entry points import what they use and no more: writing text from a checkpoint never loads
+"""Entry points import what they use and no more: writing or evaluating text from a checkpoint never loads
 Lightning (and through it torchmetrics, transformers, matplotlib and torch._dynamo, seconds of
 start-up: experiments/bench_startup.md), and training does not load the sweeper. Each check
 imports the module in a fresh interpreter, so nothing an earlier test loaded counts."""
@@ -29,7 +29,8 @@ def modules_loaded_by(module: str, candidates: tuple[str, ...]) -> list[str]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("module", ["movielab.cli.generate", "movielab.cli.predict"])  # both load checkpoints
+# all three load checkpoints; evaluate also prepares the run's held-out data, without Lightning
+@pytest.mark.parametrize("module", ["movielab.cli.generate", "movielab.cli.predict", "movielab.cli.evaluate"])
 def test_using_a_checkpoint_loads_no_training_library(module):
     assert modules_loaded_by(module, TRAINING_LIBRARIES + HEAVY_EXTRAS) == []
 

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 
 from movielab.cli.generate import generate_samples
 from movielab.cli.train import train
-from movielab.data.datamodule import bundled_sample
 from movielab.data.templates import Template
+from movielab.data.text_data import bundled_sample
 from movielab.data.tokenizers import CharTokenizer, tokenizer_from_state
 from movielab.errors import MovielabError
 from movielab.generation import Request, generate_texts

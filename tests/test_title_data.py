@@ -8,10 +8,11 @@ import logging
 import numpy as np
 import pytest
 
-from movielab.data.datamodule import TextDataModule, bundled_sample
+from movielab.data.datamodule import TextDataModule
 from movielab.data.preparation import prepare_token_data
 from movielab.data.readers import CsvReader, ImdbTsvReader
 from movielab.data.templates import Template
+from movielab.data.text_data import bundled_sample
 from movielab.data.tokenizers import SentencePieceTokenizer, TokenizerSpec, tokenizer_from_state
 from movielab.errors import MovielabError
 from tests.conftest import shared_file

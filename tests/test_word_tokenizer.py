@@ -8,9 +8,9 @@ import re
 import numpy as np
 import pytest
 
-from movielab.data.datamodule import bundled_sample
 from movielab.data.readers import TextFileReader
 from movielab.data.templates import Template
+from movielab.data.text_data import bundled_sample
 from movielab.data.tokenizers import TokenizerSpec, WordTokenizer, tokenizer_from_state
 from movielab.errors import MovielabError
 from tests.conftest import shared_file

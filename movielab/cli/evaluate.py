@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from movielab import CONFIG_DIR
 from movielab.checkpoint import LoadedModel, load_model
 from movielab.cli.generate import pick_device
-from movielab.data.recorded import recorded_datamodule
+from movielab.data.recorded import recorded_data
 from movielab.errors import MovielabError, config_errors_reported, user_errors_reported
 from movielab.evaluation.generated_text import GenreJudge, ReferenceTexts, text_metrics
 from movielab.evaluation.rating_conditioning import RatingEvaluation, evaluate_rating_conditioning
@@ -72,9 +72,9 @@ def _requested_genres(cfg: DictConfig, references: ReferenceTexts, count: int) -
 
 def reference_data(model: LoadedModel, data_path: str | None) -> Any:
     """The run's own data (usually straight from the token cache), optionally from another path."""
-    datamodule = recorded_datamodule(model.config, data_path)
-    datamodule.connect(data_needs(model.spec))  # as training bound it: the same records and cache
-    return datamodule.prepare()
+    data = recorded_data(model.config, data_path)
+    data.connect(data_needs(model.spec))  # as training bound it: the same records and cache
+    return data.prepare()
 
 
 def sample_grid(cfg: DictConfig, model: LoadedModel, requested: list[list[str]]) -> list[SampleSet]:

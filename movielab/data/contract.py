@@ -1,5 +1,5 @@
 """What a model and its data tell each other, each once: the model's needs before the data is
-prepared (DataNeeds, bound by TextDataModule.connect), the data's facts after (DataFacts, bound
+prepared (DataNeeds, bound by TextData.connect), the data's facts after (DataFacts, bound
 into the model's spec by movielab.models.spec.connect)."""
 
 from __future__ import annotations

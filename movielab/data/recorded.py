@@ -1,6 +1,7 @@
-"""A run's datamodule rebuilt from the data config its checkpoint recorded, as data: every
-`_target_` in it must be one of movielab's data classes (compared by name, before anything is
-built), so a checkpoint someone sent cannot make evaluation run code of its choosing."""
+"""A run's data rebuilt from the data config its checkpoint recorded, as data: every `_target_`
+in it must be one of movielab's data classes (compared by name, before anything is built), so a
+checkpoint someone sent cannot make evaluation run code of its choosing. The recorded
+TextDataModule is built as its plain TextData (the same arguments, no Lightning to import)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from movielab.data.datamodule import TextDataModule
+from movielab.data.text_data import TextData
 from movielab.errors import MovielabError
 
 DATA_CLASSES = {
@@ -46,10 +47,10 @@ def _check_targets(node: Any, where: str) -> None:
             _check_targets(value, f"{where}[{i}]")
 
 
-def recorded_datamodule(
+def recorded_data(
     config: Mapping[str, Any], data_path: str | None = None, cache_dir: str = "outputs/cache/tokens"
-) -> TextDataModule:
-    """The datamodule of a run's recorded config (`config["data"]`), optionally on another file.
+) -> TextData:
+    """The data of a run's recorded config (`config["data"]`), optionally on another file.
     Token ids are cached in `cache_dir`, never where the checkpoint says (it could name any folder)."""
     data = config.get("data") if isinstance(config, Mapping) else None
     if not isinstance(data, Mapping):
@@ -58,6 +59,7 @@ def recorded_datamodule(
     if data.get("_target_") != "movielab.data.datamodule.TextDataModule":
         raise MovielabError("the checkpoint's data config is not a movielab TextDataModule")
     node = OmegaConf.create(dict(data))
+    node._target_ = f"{TextData.__module__}.{TextData.__qualname__}"
     node.cache_dir = cache_dir
     if data_path:
         node.path = data_path
