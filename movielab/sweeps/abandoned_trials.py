@@ -80,7 +80,7 @@ def _worker_runs_on_this_machine(trial: FrozenTrial) -> bool | None:
     if not isinstance(pid, int):
         return None
     if pid == os.getpid():
-        return True  # this process runs one trial at a time, never one it cannot see
+        return None  # an earlier sweep in this process (the Python API) left it: heartbeats tell
     start = _process_start(pid)
     return start is not None and start == worker.get("process_start")
 
