@@ -287,6 +287,39 @@ def test_the_pruner_stops_a_clearly_worse_trial(tmp_path, monkeypatch):
     assert "0.01 (baseline)" in summary and "(pruned at validation 1)" in summary
 
 
+def test_one_factor_cells_queued_twice_by_workers_that_started_together_run_once(tmp_path, monkeypatch):
+    # two workers that started at once each found no cell queued and queued every cell
+    (tmp_path / "outputs" / "sweeps").mkdir(parents=True)
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/outputs/sweeps/racing.db", study_name="racing")
+    for _ in range(2):
+        study.enqueue_trial(
+            {"model.optimizer.lr": 0.01}, user_attrs={"cell": "baseline", "factor": "baseline"}
+        )
+        study.enqueue_trial(
+            {"model.optimizer.lr": 0.02},
+            user_attrs={"cell": "model.optimizer.lr=0.02", "factor": "model.optimizer.lr"},
+        )
+    run_sweep(
+        tmp_path,
+        monkeypatch,
+        "racing",
+        "model.optimizer.lr=choice(0.01,0.02)",
+        "hydra.sweeper.study_name=racing",
+        "hydra.sweeper.design=one_factor",
+        "hydra.sweeper.n_trials=null",
+    )
+    trials = load(tmp_path, "racing").get_trials()
+    assert [(t.number, t.state) for t in trials] == [
+        (0, TrialState.COMPLETE),
+        (1, TrialState.COMPLETE),
+        (2, TrialState.FAIL),
+        (3, TrialState.FAIL),
+    ]
+    assert [t.user_attrs.get("duplicate_of") for t in trials] == [None, None, 0, 1]
+    summary = (tmp_path / "racing" / "summary.md").read_text()
+    assert "Failed trials" not in summary and "0.01 (baseline)" in summary
+
+
 def _wait_for_a_running_trial(
     storage: str, name: str, worker: subprocess.Popen, timeout_s: float = 240
 ) -> None:

@@ -36,6 +36,7 @@ from movielab.errors import MovielabError, ReportedExit
 from movielab.files import atomic_write_text
 from movielab.sweeps.abandoned_trials import WORKER_ATTR, fail_abandoned_trials, this_worker
 from movielab.sweeps.active_trial import trial_running
+from movielab.sweeps.cell_claims import CELL_ATTR, DUPLICATE_ATTR, earlier_claim
 from movielab.sweeps.objectives import METRICS_ATTR, MetricUnavailable, Objectives
 from movielab.sweeps.search_space import SearchSpace, parse_search_space
 from movielab.sweeps.storage import GRACE_HEARTBEATS, display, is_sqlite, normalise, open_storage
@@ -207,7 +208,7 @@ class OptunaSweep:
     def _enqueue_missing_cells(self, study: optuna.Study, space: SearchSpace) -> None:
         """Queue every one-factor cell no trial has claimed or finished (failed cells are retried)."""
         claimed = {
-            trial.user_attrs.get("cell")
+            trial.user_attrs.get(CELL_ATTR)
             for trial in study.get_trials(
                 deepcopy=False,
                 states=(TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED),
@@ -216,7 +217,7 @@ class OptunaSweep:
         for factor, params in space.one_factor_cells():
             cell = factor if factor == "baseline" else f"{factor}={params[factor]}"
             if cell not in claimed:
-                study.enqueue_trial(params, user_attrs={"cell": cell, "factor": factor})
+                study.enqueue_trial(params, user_attrs={CELL_ATTR: cell, "factor": factor})
 
     # -- the loop -------------------------------------------------------------------------------
     def _run_trials(self, study: optuna.Study, space: SearchSpace) -> tuple[list[JobReturn], str | None]:
@@ -235,11 +236,17 @@ class OptunaSweep:
             with warnings.catch_warnings():  # heartbeats outside Study.optimize: this loop sends them
                 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
                 trial = study.ask()
-            if self.design == "one_factor" and "cell" not in trial.user_attrs:
+            if self.design == "one_factor" and CELL_ATTR not in trial.user_attrs:
                 # another worker took the last cell between the check above and this ask
                 trial.set_user_attr("error", "no one-factor cell left to run")
                 tell(study, trial, state=TrialState.FAIL)
                 break
+            if self.design == "one_factor" and (earlier := earlier_claim(study, trial)) is not None:
+                # two workers that started together both queued this cell: it is the earlier one's
+                trial.set_user_attr(DUPLICATE_ATTR, earlier)
+                trial.set_user_attr("error", f"cell {trial.user_attrs[CELL_ATTR]} is trial {earlier}'s")
+                tell(study, trial, state=TrialState.FAIL)
+                continue
             params = {name: _suggest(trial, name, d) for name, d in space.distributions.items()}
             ret, state = self._run_trial(study, trial, space.overrides(params))
             returns.append(ret)

@@ -19,6 +19,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from movielab.sweeps.cell_claims import is_duplicate
 from movielab.sweeps.report import (
     FINISHED,
     _figures,
@@ -59,7 +60,8 @@ class ParetoReport:
 
 def build_pareto_report(study: optuna.Study) -> ParetoReport:
     trials = sorted(
-        (t for t in study.get_trials(deepcopy=False) if t.state in FINISHED), key=lambda t: t.number
+        (t for t in study.get_trials(deepcopy=False) if t.state in FINISHED and not is_duplicate(t)),
+        key=lambda t: t.number,
     )
     directions = [d.name.lower() for d in study.directions]
     names = list(study.user_attrs.get("objectives") or [f"objective {i}" for i in range(len(directions))])

@@ -27,6 +27,7 @@ from optuna.distributions import BaseDistribution, FloatDistribution, IntDistrib
 from optuna.trial import FrozenTrial, TrialState
 
 from movielab.files import atomic_write_bytes, atomic_write_text
+from movielab.sweeps.cell_claims import is_duplicate
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 REPORT_FILE = "summary.md"
@@ -70,7 +71,7 @@ def build_report(study: optuna.Study) -> Any:
         from movielab.sweeps.pareto_report import build_pareto_report
 
         return build_pareto_report(study)
-    trials = [t for t in study.get_trials(deepcopy=False) if t.state in FINISHED]
+    trials = [t for t in study.get_trials(deepcopy=False) if t.state in FINISHED and not is_duplicate(t)]
     factors = varying_params(trials)
     scored = [t for t in trials if _score(t) is not None]
     baseline = _one_factor_baseline(scored, factors)
