@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from omegaconf import open_dict
 
 from movielab import CONFIG_DIR
 from movielab.run_folder import RunFolderClaim, launched_rank
@@ -66,3 +67,27 @@ def test_launched_rank_reads_every_launchers_variable():
     assert launched_rank({"RANK": "3", "LOCAL_RANK": "1"}) == 3  # torchrun
     assert launched_rank({"SLURM_PROCID": "5"}) == 5
     assert launched_rank({"RANK": ""}) == 0
+
+
+@pytest.mark.parametrize(
+    ("variable", "rank", "job", "log"),
+    [
+        (None, None, "train", "train.log"),
+        ("RANK", "3", "train", "train.rank3.log"),  # torchrun
+        ("SLURM_PROCID", "1", "train", "train.rank1.log"),  # srun
+        ("LOCAL_RANK", "1", "train_ddp_process_1", "train_ddp_process_1.log"),  # Lightning's child
+    ],
+)
+def test_each_rank_writes_its_own_log_file_in_the_shared_run_folder(
+    tmp_path, no_rank, variable, rank, job, log
+):
+    from movielab import resolvers  # noqa: F401 (the training entry point registers ${rank_log_name:...})
+
+    if variable:
+        no_rank.setenv(variable, rank)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        config = compose("train", overrides=[f"hydra.run.dir={tmp_path}"], return_hydra_config=True)
+    with open_dict(config):
+        config.hydra.runtime.output_dir, config.hydra.job.name = str(tmp_path), job
+    assert config.hydra.job_logging.handlers.file.filename == str(tmp_path / log)

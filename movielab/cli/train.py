@@ -21,7 +21,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from movielab import CONFIG_DIR
-from movielab import resolvers as _resolvers  # noqa: F401 (registers ${steps_for_tokens:...}, ${mul:...})
+from movielab import resolvers as _resolvers  # noqa: F401 (registers ${steps_for_tokens:...} and the others)
 from movielab.callbacks import GracefulStop, LastCheckpoint, ResumableRandomState, StopOnNonFinite
 from movielab.checkpoint import SECTION, load_weights, movielab_section, read_checkpoint, require_same_data
 from movielab.checkpoint_io import AtomicCheckpointIO, RunDescription
