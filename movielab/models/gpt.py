@@ -204,12 +204,17 @@ class GPT(TransformerStack):
         return [(like.new_zeros(shape), like.new_zeros(shape)) for _ in self.blocks]
 
     def prefill(
-        self, idx: torch.Tensor, prefix: torch.Tensor | None = None, lengths: torch.Tensor | None = None
+        self,
+        idx: torch.Tensor,
+        prefix: torch.Tensor | None = None,
+        lengths: torch.Tensor | None = None,
+        caches: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
-        """Feed `prefix` and idx (batch, time) from position 0 into fresh caches; the logits of each
-        row's last position (batch, vocab) and the caches. Rows shorter than `time` are padded at
-        the end and give their `lengths` (batch,): causal attention keeps the padding out of them."""
-        caches = self.empty_caches(idx.size(0))
+        """Feed `prefix` and idx (batch, time) from position 0 into `caches` (fresh ones if none);
+        the logits of each row's last position (batch, vocab) and the caches. Rows shorter than
+        `time` are padded at the end and give their `lengths` (batch,): causal attention keeps the
+        padding out of them."""
+        caches = self.empty_caches(idx.size(0)) if caches is None else caches
         hidden = self.hidden_states(idx, prefix, caches)
         if lengths is None:
             return self.lm_head(hidden[:, -1]), caches
@@ -263,20 +268,16 @@ class GPTDecoder(RowDecoderBase):
             k[:used], v[:used] = old_k[:used], old_v[:used]
         self.buffers = grown
 
-    def _prefill(
-        self, slots: list[int], starts: list[list[int]], prefixes: list[torch.Tensor | None]
-    ) -> tuple:
-        """Rows of one prefix shape fed from position 0 into their buffer slots: their logits and
-        next positions."""
+    def _prefill(self, first: int, starts: list[list[int]], prefixes: list[torch.Tensor | None]) -> tuple:
+        """Rows of one prefix shape fed from position 0 straight into the buffer slots `first`,
+        `first + 1`, ...: their logits and next positions."""
         lengths = torch.tensor([len(start) for start in starts], dtype=torch.long, device=self.device)
         idx = torch.zeros(len(starts), int(lengths.max()), dtype=torch.long, device=self.device)
         for row, start in enumerate(starts):
             idx[row, : len(start)] = torch.tensor(start, dtype=torch.long, device=self.device)
         prefix = None if prefixes[0] is None else torch.stack(prefixes)
-        logits, caches = self.gpt.prefill(idx, prefix, lengths)
-        into = torch.tensor(slots, dtype=torch.long, device=self.device)
-        for (k, v), (new_k, new_v) in zip(self.buffers, caches, strict=True):
-            k[into], v[into] = new_k, new_v
+        slots = slice(first, first + len(starts))
+        logits, _ = self.gpt.prefill(idx, prefix, lengths, [(k[slots], v[slots]) for k, v in self.buffers])
         return logits, lengths + (0 if prefix is None else prefix.size(1))
 
     def add_rows(self, rows: Sequence[tuple[torch.Tensor, torch.Tensor | None, object]]) -> torch.Tensor:
@@ -291,18 +292,21 @@ class GPTDecoder(RowDecoderBase):
         for i, (_, prefix, _) in enumerate(rows):
             groups.setdefault(None if prefix is None else tuple(prefix.shape), []).append(i)
         logits: list[torch.Tensor | None] = [None] * len(rows)
-        positions = torch.zeros(len(rows), dtype=torch.long, device=self.device)
+        slots = [0] * len(rows)
+        positions = []  # by slot: each group takes the next run of slots
+        next_slot = first
         for members in groups.values():
             group_logits, group_positions = self._prefill(
-                [first + i for i in members], [starts[i] for i in members], [rows[i][1] for i in members]
+                next_slot, [starts[i] for i in members], [rows[i][1] for i in members]
             )
             for j, i in enumerate(members):
-                logits[i] = group_logits[j]
-            positions[members] = group_positions
-        self.slots += range(first, first + len(rows))
+                logits[i], slots[i] = group_logits[j], next_slot + j
+            positions.append(group_positions)
+            next_slot += len(members)
+        self.slots += slots
         self.histories += [ids.tolist() for ids, _, _ in rows]
         self.prefixes += [prefix for _, prefix, _ in rows]
-        self.slot_positions = torch.cat([self.slot_positions, positions])
+        self.slot_positions = torch.cat([self.slot_positions, *positions])
         return torch.stack(logits)
 
     def advance(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -334,7 +338,7 @@ class GPTDecoder(RowDecoderBase):
             row = row_in[slot]
             prefix = self.prefixes[row]
             restart = self.histories[row][-(self._context(prefix) // 2) :]
-            slot_logits, position = self._prefill([slot], [restart], [prefix])
+            slot_logits, position = self._prefill(slot, [restart], [prefix])
             logits[slot], positions[slot] = slot_logits[0], position[0]
         return logits
 
