@@ -16,6 +16,13 @@ REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = Path(CONFIG_DIR)
 SHARED_DATA = REPO.parent / "shared" / "data"
 
+# a training run on the CPU that prints no progress bar or model summary
+QUIET_CPU = [
+    "trainer.accelerator=cpu",
+    "++trainer.enable_progress_bar=false",
+    "++trainer.enable_model_summary=false",
+    "~callbacks.progress_bar",
+]
 # a model and data small enough to train in seconds on a CPU
 TINY = [
     "model.net.config.n_layer=2",
@@ -24,10 +31,7 @@ TINY = [
     "model.net.config.block_size=32",
     "data.batching.batch_size=8",
     "data.batching.val_max_windows=32",
-    "trainer.accelerator=cpu",
-    "++trainer.enable_progress_bar=false",
-    "++trainer.enable_model_summary=false",
-    "~callbacks.progress_bar",
+    *QUIET_CPU,
 ]
 
 

@@ -20,16 +20,9 @@ import lightning as L
 import torch
 
 from movielab.checkpoint import movielab_section, read_checkpoint
+from tests.conftest import QUIET_CPU
 
-QUIET = [
-    "trainer.accelerator=cpu",
-    "++trainer.enable_progress_bar=false",
-    "++trainer.enable_model_summary=false",
-    "~callbacks.progress_bar",
-    "~callbacks.throughput",
-    "logger=csv",
-    "trainer.log_every_n_steps=1",
-]
+QUIET = [*QUIET_CPU, "~callbacks.throughput", "logger=csv", "trainer.log_every_n_steps=1"]
 # one tiny configuration per model kind the exact-resume tests cover
 KINDS = {
     "char_gpt": [

@@ -15,18 +15,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from movielab.cli.evaluate import evaluate
 from movielab.cli.train import train
 from movielab.errors import MovielabError
-from tests.conftest import TINY, compose_config
+from tests.conftest import QUIET_CPU, TINY, compose_config
 
 SAMPLING = {"num_samples": 6, "max_new_tokens": 60, "temperature": 1.0, "seed": 3}
 GEN = [f"callbacks.gen_metrics.{name}={value}" for name, value in SAMPLING.items()]
-QUIET = [
-    "trainer.accelerator=cpu",
-    "++trainer.enable_progress_bar=false",
-    "++trainer.enable_model_summary=false",
-    "~callbacks.progress_bar",
-    "~callbacks.throughput",
-    "callbacks.text_samples=null",
-]
+QUIET = [*QUIET_CPU, "~callbacks.throughput", "callbacks.text_samples=null"]
 TEXT_METRICS = {"words", "copy_rate", "novelty_4gram", "distinct_1", "distinct_2", "self_bleu_4", "bleu_4"}
 
 

@@ -36,15 +36,9 @@ from movielab.sampling import SamplingSettings
 from movielab.serve.app import ServeOptions, create_app
 from movielab.serve.scheduler import DecodingFailed, DecodingScheduler
 from movielab.serve.served import checkpoints_to_serve, load_served, model_names
-from tests.conftest import CONF_DIR, compose_config
+from tests.conftest import CONF_DIR, QUIET_CPU, compose_config
 
-QUIET = [
-    "trainer.accelerator=cpu",
-    "++trainer.enable_progress_bar=false",
-    "++trainer.enable_model_summary=false",
-    "~callbacks.progress_bar",
-    "logger=csv",
-]
+QUIET = [*QUIET_CPU, "logger=csv"]
 # title + plot after a genre and a rating prefix; a text ends at its first "." (a short stop that a
 # barely trained model writes now and then, so some rows stop and others run to their limit)
 PLOTS = [
