@@ -99,7 +99,11 @@ def create_app(models: Mapping[str, ServedModel], options: ServeOptions = ServeO
         version="1",
     )
 
-    def authorized(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> None:
+    async def authorized(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+    ) -> None:
+        """async: FastAPI runs a plain-def dependency in its thread pool, a thread hop (and a GIL
+        hand-over beside the decoding thread) before every request."""
         if options.api_key is None:
             return
         token = credentials.credentials if credentials is not None else ""
