@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -34,6 +34,9 @@ from movielab.models.spec import ModelSpec
 from movielab.models.text_gan_sampler import TextGANSampler
 from movielab.text_index import TextIndex
 
+if TYPE_CHECKING:
+    from movielab.data.token_cache import TokenData
+
 SECTION = "movielab"
 FORMAT_VERSION = 2
 SECTION_FIELDS = {
@@ -43,6 +46,7 @@ SECTION_FIELDS = {
     "template",
     "data",
     "data_fingerprint",
+    "data_digest",
     "training_fingerprints",
     "metrics",
     "config",
@@ -162,13 +166,19 @@ def movielab_section(checkpoint: dict[str, Any], path: str | Path) -> dict[str, 
     return section
 
 
-def require_same_data(checkpoint: dict[str, Any], option: str, fingerprint: str) -> None:
-    """Token ids (hence embeddings, optimizer moments) mean nothing on other data or tokenization."""
-    previous = checkpoint[SECTION].get("data_fingerprint")
-    if previous != fingerprint:
+def require_same_data(checkpoint: dict[str, Any], option: str, data: TokenData) -> None:
+    """Token ids (hence embeddings, optimizer moments) mean nothing on other data or tokenization.
+    The same tokens are the test: the checkpoint's content digest where it has one (checkpoints
+    since it was added), else its cache fingerprint, which also changes with the cache's format."""
+    section = checkpoint[SECTION]
+    if section.get("data_digest") is not None:
+        previous, now, kind = section["data_digest"], data.content_digest, "token digest"
+    else:
+        previous, now, kind = section.get("data_fingerprint"), data.fingerprint, "fingerprint"
+    if previous != now:
         raise MovielabError(
-            f"{option} was trained on other data or tokenization (fingerprint {previous}, now "
-            f"{fingerprint}); use the same data.* options as its run"
+            f"{option} was trained on other data or tokenization ({kind} {previous}, now {now}); "
+            "use the same data.* options as its run"
         )
 
 

@@ -86,6 +86,25 @@ def test_cache_key_follows_content_and_template(movies_csv, tmp_path):
     assert len({base, other_template, other_content}) == 3
 
 
+def test_content_digest_names_the_tokens_not_the_cache_format_or_the_file_path(
+    movies_csv, tmp_path, monkeypatch
+):
+    import shutil
+
+    from movielab.data import token_cache
+
+    base = _prepare(movies_csv, tmp_path / "cache")
+    moved = tmp_path / "elsewhere" / "films.csv"
+    moved.parent.mkdir()
+    shutil.copy(movies_csv, moved)
+    monkeypatch.setattr(token_cache, "CACHE_FORMAT", token_cache.CACHE_FORMAT + 1)
+    rebuilt = _prepare(moved, tmp_path / "cache")  # a new format: a new cache folder, the same tokens
+    assert rebuilt.fingerprint != base.fingerprint
+    assert rebuilt.content_digest == base.content_digest
+    other_template = _prepare(movies_csv, tmp_path / "cache", Template("{title}: {description}\n"))
+    assert other_template.content_digest != base.content_digest
+
+
 def test_empty_dataset_after_filtering(tmp_path):
     path = tmp_path / "empty.csv"
     path.write_text("name,description\nA,\nB,\n", encoding="utf-8")

@@ -286,3 +286,42 @@ def test_resume_refuses_other_data(trained_run, tmp_path, movies_csv):
     )
     with pytest.raises(MovielabError, match="trained on other data"):
         train(cfg)
+
+
+def test_a_new_phase_starts_from_a_checkpoint_whose_tokens_sit_in_a_cache_of_another_format(
+    trained_run, tmp_path, monkeypatch
+):
+    from movielab.data import token_cache
+
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    before = read_checkpoint(ckpt)[SECTION]
+    monkeypatch.setattr(token_cache, "CACHE_FORMAT", token_cache.CACHE_FORMAT + 1)  # a new cache folder
+    train(compose_config(tmp_path, [*TINY, "trainer.max_steps=2", f"init_from={ckpt}"]))
+    after = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")[SECTION]
+    assert after["data_fingerprint"] != before["data_fingerprint"]
+    assert after["data_digest"] == before["data_digest"]
+
+
+def test_same_data_is_judged_by_token_digest_and_by_fingerprint_for_checkpoints_without_one():
+    from types import SimpleNamespace
+
+    from movielab.checkpoint import require_same_data
+    from movielab.errors import MovielabError
+
+    data = SimpleNamespace(fingerprint="new-key", content_digest="tokens-a")
+    require_same_data(
+        {SECTION: {"data_fingerprint": "old-key", "data_digest": "tokens-a"}}, "ckpt_path=x", data
+    )
+    with pytest.raises(
+        MovielabError, match="ckpt_path=x was trained on other .*token digest tokens-b, now tokens-a"
+    ):
+        require_same_data(
+            {SECTION: {"data_fingerprint": "new-key", "data_digest": "tokens-b"}}, "ckpt_path=x", data
+        )
+    require_same_data(
+        {SECTION: {"data_fingerprint": "new-key"}}, "init_from=y", data
+    )  # written before digests
+    with pytest.raises(
+        MovielabError, match="init_from=y was trained on other .*fingerprint old-key, now new-key"
+    ):
+        require_same_data({SECTION: {"data_fingerprint": "old-key"}}, "init_from=y", data)

@@ -27,6 +27,7 @@ from movielab.checkpoint import SECTION, load_weights, movielab_section, read_ch
 from movielab.checkpoint_io import AtomicCheckpointIO, RunDescription
 from movielab.data.batching import RecordBatching
 from movielab.data.datamodule import TextDataModule
+from movielab.data.token_cache import TokenData
 from movielab.errors import (
     MovielabError,
     ReportedExit,
@@ -56,11 +57,11 @@ def _instantiate_all(group: DictConfig | None) -> list[Any]:
     return [instantiate(node) for node in (group or {}).values() if node is not None and "_target_" in node]
 
 
-def _start_from_weights(module: L.LightningModule, path: str, fingerprint: str) -> None:
+def _start_from_weights(module: L.LightningModule, path: str, data: TokenData) -> None:
     """`init_from=PATH`: a new phase from a checkpoint's weights (fresh optimizer, schedule and step
     count), e.g. a decaying learning rate after a constant one; same data and tokenizer only."""
     checkpoint = read_checkpoint(path)
-    require_same_data(checkpoint, f"init_from={path}", fingerprint)
+    require_same_data(checkpoint, f"init_from={path}", data)
     try:
         load_weights(module.net, checkpoint["state_dict"], "net.", path)
         for name in module.spec.conditions:  # only a language model has conditions
@@ -104,6 +105,7 @@ def _description(cfg: DictConfig, spec: ModelSpec, datamodule: TextDataModule) -
             "rating_scale": None if datamodule.rating_scale is None else list(datamodule.rating_scale),
         },
         "data_fingerprint": data.fingerprint,
+        "data_digest": data.content_digest,
         "training_fingerprints": None if index is None else index.to_tensor(),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
@@ -238,13 +240,13 @@ def train(cfg: DictConfig) -> float | None:
             )
         resumed = read_checkpoint(cfg.ckpt_path)
         movielab_section(resumed, cfg.ckpt_path)  # its digests: a damaged file never resumes
-        require_same_data(resumed, f"ckpt_path={cfg.ckpt_path}", data.fingerprint)
+        require_same_data(resumed, f"ckpt_path={cfg.ckpt_path}", data)
     module = training_module(spec, cfg.model)
     if resumed is not None:
         _require_same_architecture(module, resumed, cfg.ckpt_path)
         del resumed
     if cfg.get("init_from"):
-        _start_from_weights(module, cfg.init_from, data.fingerprint)
+        _start_from_weights(module, cfg.init_from, data)
     if rank_zero_only.rank == 0:
         output_dir.mkdir(parents=True, exist_ok=True)
         data.tokenizer.save(output_dir / "tokenizer.json")

@@ -61,11 +61,18 @@ class TokenSplit:
 
 @dataclass(frozen=True)
 class TokenData:
+    """`fingerprint` names the cache folder: a hash of the inputs and of every option that could
+    change the tokens (and of the cache's format). `content_digest` is a hash of what came out (the
+    token, offset and value files, the tokenizer, the statistics), so a run can be resumed on the
+    same tokens after a change that only moves the cache (a new format, a reader option whose
+    default leaves the tokens as they were, the file at another path)."""
+
     tokenizer: Tokenizer
     train: TokenSplit
     val: TokenSplit
     fingerprint: str
     stats: dict[str, Any]
+    content_digest: str
 
 
 def file_digest(path: str | Path) -> str:
@@ -74,6 +81,18 @@ def file_digest(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def content_digest(meta: dict[str, Any]) -> str:
+    """sha256 of a cache's content as its meta.json lists it: every file's SHA-256, the splits'
+    counts and dtypes, and the statistics less the source path; not the cache format."""
+    described = {
+        "files": {name: info["sha256"] for name, info in meta["files"].items()},
+        "splits": meta["splits"],
+        "dtype": meta["dtype"],
+        "stats": {k: v for k, v in meta["stats"].items() if k != "source"},
+    }
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode("utf-8")).hexdigest()[:20]
 
 
 def cache_key(*parts: object) -> str:
@@ -303,7 +322,7 @@ def _open(folder: Path, key: str, verify: bool = True) -> TokenData:
             _check_files(folder, meta["files"])
         splits = {name: _open_split(folder, name, meta) for name in SPLITS}
         tokenizer = tokenizer_from_state(json.loads((folder / "tokenizer.json").read_text(encoding="utf-8")))
-        return TokenData(tokenizer, splits["train"], splits["val"], key, meta["stats"])
+        return TokenData(tokenizer, splits["train"], splits["val"], key, meta["stats"], content_digest(meta))
     except CacheDamaged:
         raise
     except Exception as exc:  # whatever a damaged file breaks, the answer is to rebuild it
