@@ -175,9 +175,10 @@ def require_same_data(checkpoint: dict[str, Any], option: str, data: TokenData) 
         previous, now, kind = section["data_digest"], data.content_digest, "token digest"
     else:
         previous, now, kind = section.get("data_fingerprint"), data.fingerprint, "fingerprint"
-    if previous != now:
+    if not isinstance(previous, str) or previous != now:
+        shown = previous if isinstance(previous, str) else "unreadable"
         raise MovielabError(
-            f"{option} was trained on other data or tokenization ({kind} {previous}, now {now}); "
+            f"{option} was trained on other data or tokenization ({kind} {shown}, now {now}); "
             "use the same data.* options as its run"
         )
 

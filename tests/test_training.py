@@ -318,10 +318,11 @@ def test_same_data_is_judged_by_token_digest_and_by_fingerprint_for_checkpoints_
         require_same_data(
             {SECTION: {"data_fingerprint": "new-key", "data_digest": "tokens-b"}}, "ckpt_path=x", data
         )
-    require_same_data(
-        {SECTION: {"data_fingerprint": "new-key"}}, "init_from=y", data
-    )  # written before digests
+    written_before_digests = {SECTION: {"data_fingerprint": "new-key"}}
+    require_same_data(written_before_digests, "init_from=y", data)
     with pytest.raises(
         MovielabError, match="init_from=y was trained on other .*fingerprint old-key, now new-key"
     ):
         require_same_data({SECTION: {"data_fingerprint": "old-key"}}, "init_from=y", data)
+    with pytest.raises(MovielabError, match="token digest unreadable, now tokens-a"):  # a crafted section
+        require_same_data({SECTION: {"data_digest": torch.zeros(3)}}, "init_from=y", data)
