@@ -6,10 +6,12 @@ rows), the genre view draws a bar per genre, and /docs renders with nothing from
 from __future__ import annotations
 
 import shutil
+import time
 
 import httpx
 import pytest
 
+from movielab.generation import DecodingBatch
 from movielab.serve.app import create_app
 from movielab.serve.served import load_served
 from tests.test_serve_api import OPTIONS, LiveServer, trained_checkpoints, wait_until
@@ -67,6 +69,17 @@ def wait(driver, condition, seconds: float = 30):
     return WebDriverWait(driver, seconds, poll_frequency=0.05).until(lambda d: condition(d))
 
 
+def _paced(advance, seconds: float):
+    """A decoding step that takes at least `seconds` (the texts stay the same)."""
+
+    def paced_advance(self):  # noqa: ANN001, ANN202
+        events = advance(self)
+        time.sleep(seconds)
+        return events
+
+    return paced_advance
+
+
 def test_the_page_streams_a_generation_lists_it_stops_one_and_reads_genres(served, browser, tmp_path):
     live, models = served
     scheduler = models["plots"].scheduler
@@ -93,8 +106,11 @@ def test_the_page_streams_a_generation_lists_it_stops_one_and_reads_genres(serve
         "window.updates = 0; new MutationObserver(() => window.updates++)"
         ".observe(document.getElementById('outputs'), {subtree: true, childList: true, characterData: true});"
     )
-    browser.find_element(By.ID, "generate").click()
-    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results li")) == 1)
+    # paced, so that the page reads the stream in many pieces however fast the machine decodes
+    with pytest.MonkeyPatch.context() as paced:
+        paced.setattr(DecodingBatch, "advance", _paced(DecodingBatch.advance, seconds=0.01))
+        browser.find_element(By.ID, "generate").click()
+        wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results li")) == 1)
     body = {"model": "plots", "title": "The Last Lighthouse", "genres": ["horror"], "rating": rating,
             "seed": 5, "n": 2, "max_new_tokens": 150}  # fmt: skip
     expected = httpx.post(live.url + "/v1/generate", json=body, timeout=60).json()["texts"]
