@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import shutil
 
 import numpy as np
 import pytest
 import torch
 
+from movielab.data import token_cache
 from movielab.data.batching import RecordBatching, WindowBatching
 from movielab.data.preparation import prepare_token_data
 from movielab.data.readers import CsvReader
@@ -89,10 +91,6 @@ def test_cache_key_follows_content_and_template(movies_csv, tmp_path):
 def test_content_digest_names_the_tokens_not_the_cache_format_or_the_file_path(
     movies_csv, tmp_path, monkeypatch
 ):
-    import shutil
-
-    from movielab.data import token_cache
-
     base = _prepare(movies_csv, tmp_path / "cache")
     moved = tmp_path / "elsewhere" / "films.csv"
     moved.parent.mkdir()
