@@ -7,7 +7,12 @@ import sys
 import pytest
 import torch
 
-from movielab.cli import generate, train
+from movielab.cli import command, evaluate, generate, predict, serve, train
+
+CHECKPOINT_COMMANDS = {"generate": generate, "predict": predict, "evaluate": evaluate, "serve": serve}
+# what each needs besides a checkpoint; predict's plot holds a comma and an apostrophe, which reach
+# Hydra only when the free text is quoted
+REQUIRED = {"predict": ["text=A heist, in Rome's rain"]}
 
 
 def run_cli(entry, argv, monkeypatch, capsys) -> str:
@@ -85,8 +90,26 @@ def test_not_a_movielab_checkpoint(in_tmp, monkeypatch, capsys):
     assert "notes.ckpt is not a movielab checkpoint" in line
 
 
+@pytest.mark.parametrize("name", CHECKPOINT_COMMANDS)
+def test_each_checkpoint_command_reports_a_missing_checkpoint_and_an_unknown_option(
+    name, in_tmp, monkeypatch, capsys
+):
+    main, argv = CHECKPOINT_COMMANDS[name].main, ["ckpt=missing.ckpt", *REQUIRED.get(name, [])]
+    assert "checkpoint not found: missing.ckpt" in run_cli(main, argv, monkeypatch, capsys)
+    line = run_cli(main, [*argv, "tempreature=0.5"], monkeypatch, capsys)
+    assert "tempreature" in line and "ckpt" in line  # names the bad key and lists the known ones
+
+
+@pytest.mark.parametrize("name", CHECKPOINT_COMMANDS)
+def test_each_checkpoint_command_is_named_after_itself_in_its_help(name, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", [name, "--help"])
+    with pytest.raises(SystemExit):
+        CHECKPOINT_COMMANDS[name].main()
+    assert capsys.readouterr().out.startswith(f"{name} is powered by Hydra.")
+
+
 def test_titles_with_apostrophes_and_commas_reach_hydra_intact():
-    quoted = generate.quote_free_text(["title=Schindler's List, Part 2", "num_samples=2", 'title="kept"'])
+    quoted = command.quote_free_text(["title=Schindler's List, Part 2", "num_samples=2", 'title="kept"'])
     assert quoted == ['title="Schindler\'s List, Part 2"', "num_samples=2", 'title="kept"']
 
 

@@ -18,14 +18,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from movielab import CONFIG_DIR
 from movielab.checkpoint import LoadedModel, load_model
-from movielab.cli.generate import pick_device
+from movielab.cli.command import hydra_command, pick_device
 from movielab.data.recorded import recorded_data
-from movielab.errors import MovielabError, config_errors_reported, user_errors_reported
+from movielab.errors import MovielabError
 from movielab.evaluation.generated_text import GenreJudge, ReferenceTexts, text_metrics
 from movielab.evaluation.rating_conditioning import RatingEvaluation, evaluate_rating_conditioning
 from movielab.evaluation.sample_files import read_sample_file
@@ -324,15 +322,7 @@ def evaluate_conditioning(cfg: DictConfig) -> RatingEvaluation:
     return result
 
 
-@config_errors_reported
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
-def _hydra_main(cfg: DictConfig) -> None:
-    with user_errors_reported():
-        evaluate(cfg)
-
-
-def main() -> None:
-    _hydra_main()
+main = hydra_command("evaluate", evaluate)
 
 
 if __name__ == "__main__":

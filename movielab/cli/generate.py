@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 import sys
 from datetime import datetime
 from pathlib import Path
 
-import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
-from movielab import CONFIG_DIR
 from movielab.checkpoint import LoadedModel, load_model
-from movielab.errors import MovielabError, config_errors_reported, user_errors_reported
+from movielab.cli.command import hydra_command, pick_device
+from movielab.errors import MovielabError
 from movielab.files import write_new_text
 from movielab.generation import GeneratedText, RowFinished, TextPiece, generate, requests_for
 from movielab.options import GENERATE_OPTIONS, check_options
 from movielab.sampling import SAMPLING_OPTIONS, SamplingSettings, checked_number
 
-# options whose values are free text: quoted for Hydra so titles may hold apostrophes and commas
-FREE_TEXT_OPTIONS = ("title", "prime", "text")
 # this command's own options; every other option with a value is a prompt field
 COMMAND_OPTIONS = {
     *SAMPLING_OPTIONS,
@@ -35,26 +31,6 @@ COMMAND_OPTIONS = {
     "device",
     "save",
 }
-
-
-def quote_free_text(argv: list[str]) -> list[str]:
-    """`title=Schindler's List` -> `title="Schindler's List"`, which Hydra's override parser accepts."""
-    pattern = re.compile(rf"^(\+{{0,2}}(?:{'|'.join(FREE_TEXT_OPTIONS)}))=(.*)$", re.DOTALL)
-    quoted = []
-    for arg in argv:
-        match = pattern.match(arg)
-        value = match.group(2) if match else ""
-        if match and not (len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""):
-            escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-            arg = f'{match.group(1)}="{escaped}"'
-        quoted.append(arg)
-    return quoted
-
-
-def pick_device(name: str) -> torch.device:
-    if name != "auto":
-        return torch.device(name)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def sample_titles(results: list[GeneratedText], cut_off_note: str) -> list[str]:
@@ -153,16 +129,7 @@ def generate_samples(cfg: DictConfig) -> list[GeneratedText]:
     return results
 
 
-@config_errors_reported
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="generate")
-def _hydra_main(cfg: DictConfig) -> None:
-    with user_errors_reported():
-        generate_samples(cfg)
-
-
-def main() -> None:
-    sys.argv = [sys.argv[0], *quote_free_text(sys.argv[1:])]
-    _hydra_main()
+main = hydra_command("generate", generate_samples, free_text=True)
 
 
 if __name__ == "__main__":

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-
-import hydra
 from omegaconf import DictConfig
 
-from movielab import CONFIG_DIR
 from movielab.checkpoint import load_model
-from movielab.cli.generate import pick_device, quote_free_text
+from movielab.cli.command import hydra_command, pick_device
 from movielab.data.records import Record
-from movielab.errors import MovielabError, config_errors_reported, user_errors_reported
+from movielab.errors import MovielabError
 from movielab.options import PREDICT_OPTIONS, check_options
 from movielab.sampling import checked_number
 
@@ -43,16 +39,7 @@ def predict(cfg: DictConfig) -> dict[str, float]:
     return dict(ranked)
 
 
-@config_errors_reported
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
-def _hydra_main(cfg: DictConfig) -> None:
-    with user_errors_reported():
-        predict(cfg)
-
-
-def main() -> None:
-    sys.argv = [sys.argv[0], *quote_free_text(sys.argv[1:])]
-    _hydra_main()
+main = hydra_command("predict", predict, free_text=True)
 
 
 if __name__ == "__main__":

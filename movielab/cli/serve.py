@@ -5,13 +5,11 @@ from __future__ import annotations
 import os
 import sys
 
-import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from movielab import CONFIG_DIR
-from movielab.cli.generate import pick_device
-from movielab.errors import MovielabError, config_errors_reported, user_errors_reported
+from movielab.cli.command import hydra_command, pick_device
+from movielab.errors import MovielabError
 from movielab.options import COUNT, DEVICE, FLAG, NAME, POSITIVE, Rule, check_options, choice
 from movielab.sampling import SamplingSettings
 
@@ -88,15 +86,7 @@ def serve(cfg: DictConfig) -> None:
                 model.scheduler.close()
 
 
-@config_errors_reported
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="serve")
-def _hydra_main(cfg: DictConfig) -> None:
-    with user_errors_reported():
-        serve(cfg)
-
-
-def main() -> None:
-    _hydra_main()
+main = hydra_command("serve", serve)
 
 
 if __name__ == "__main__":
