@@ -5,16 +5,19 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning as L
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from movielab.checkpoint import SECTION, load_model, read_checkpoint
+from movielab.checkpoint import SECTION, load_model, read_checkpoint, require_same_data
 from movielab.cli.generate import generate_samples
 from movielab.cli.train import train
+from movielab.data import token_cache
 from movielab.data.tokenizers import tokenizer_from_state
+from movielab.errors import MovielabError
 from movielab.evaluation.sample_files import read_sample_file
 from movielab.generation import Request, generate_texts
 from movielab.models.language_sampler import LanguageModelSampler
@@ -249,8 +252,6 @@ def test_last_checkpoint_follows_training_after_val_loss_stops_improving(tmp_pat
 
 
 def test_init_from_starts_a_fresh_phase_from_the_checkpoint_weights(trained_run, tmp_path):
-    from movielab.errors import MovielabError
-
     ckpt = trained_run / "checkpoints" / "last.ckpt"
     # lr 0: the new phase cannot move the weights, so they must be the checkpoint's
     train(
@@ -278,8 +279,6 @@ def test_init_from_starts_a_fresh_phase_from_the_checkpoint_weights(trained_run,
 
 
 def test_resume_refuses_other_data(trained_run, tmp_path, movies_csv):
-    from movielab.errors import MovielabError
-
     ckpt = trained_run / "checkpoints" / "last.ckpt"
     cfg = compose_config(
         tmp_path, [*TINY, f"data.path={movies_csv}", "model.net.config.block_size=16", f"ckpt_path={ckpt}"]
@@ -291,8 +290,6 @@ def test_resume_refuses_other_data(trained_run, tmp_path, movies_csv):
 def test_a_new_phase_starts_from_a_checkpoint_whose_tokens_sit_in_a_cache_of_another_format(
     trained_run, tmp_path, monkeypatch
 ):
-    from movielab.data import token_cache
-
     ckpt = trained_run / "checkpoints" / "last.ckpt"
     before = read_checkpoint(ckpt)[SECTION]
     monkeypatch.setattr(token_cache, "CACHE_FORMAT", token_cache.CACHE_FORMAT + 1)  # a new cache folder
@@ -303,11 +300,6 @@ def test_a_new_phase_starts_from_a_checkpoint_whose_tokens_sit_in_a_cache_of_ano
 
 
 def test_same_data_is_judged_by_token_digest_and_by_fingerprint_for_checkpoints_without_one():
-    from types import SimpleNamespace
-
-    from movielab.checkpoint import require_same_data
-    from movielab.errors import MovielabError
-
     data = SimpleNamespace(fingerprint="new-key", content_digest="tokens-a")
     require_same_data(
         {SECTION: {"data_fingerprint": "old-key", "data_digest": "tokens-a"}}, "ckpt_path=x", data
