@@ -37,6 +37,7 @@ from movielab.errors import (
 )
 from movielab.evaluation.training_texts import training_index
 from movielab.files import remove_stale_temporaries
+from movielab.generation import TrainsTextWriter
 from movielab.models.modules import training_module
 from movielab.models.registry import CONDITIONS, NETS, fill_dataclass, make_config
 from movielab.models.spec import ModelSpec, connect, data_needs, spec_from_config
@@ -323,11 +324,13 @@ def _print_summary(
     lines.extend(f"  last ckpt:    {c.best_model_path} (step {c.saved_step})" for c in last)
     lines.extend(f"  best ckpt:    {path}" for path in best)
     if last:
-        lines.append(f"  sample:       python -m movielab.generate ckpt={last[0].best_model_path}")
+        ckpt = last[0].best_model_path
+        if isinstance(trainer.lightning_module, TrainsTextWriter):
+            lines.append(f"  sample:       python -m movielab.generate ckpt={ckpt}")
+        else:  # a genre classifier writes no text; it reads a plot
+            lines.append(f'  predict:      python -m movielab.predict ckpt={ckpt} text="<a plot>"')
         if interrupted:
-            lines.append(
-                f"  resume:       python -m movielab.train <same options> ckpt_path={last[0].best_model_path}"
-            )
+            lines.append(f"  resume:       python -m movielab.train <same options> ckpt_path={ckpt}")
     elif not trainer.fast_dev_run:
         lines.append("  no checkpoint was written (callbacks.last_checkpoint is off)")
     interval = cfg.trainer.get("val_check_interval")
