@@ -52,8 +52,8 @@ def test_tsv_join_keeps_rated_movies_and_reads_nulls(imdb_tsv, caplog):
         (None, 2003, 5.0, ("Drama",)),  # \N title: left for the template filter to count
     ]
     assert records[0].line == 2
-    assert "skipped 2 titles (no rating with at least 10 votes)" in caplog.text
-    assert "skipped 1 titles (other title types)" in caplog.text
+    assert "skipped 2 titles (no rating with at least data.reader.min_votes=10 votes)" in caplog.text
+    assert "skipped 1 titles (titleType not in data.reader.title_types=['movie'])" in caplog.text
     assert len(list(ImdbTsvReader().read(imdb_tsv))) == 4  # Few Votes is back without min_votes
     shorts = list(ImdbTsvReader(title_types=["short"], title_column="originalTitle").read(imdb_tsv))
     assert [(r.title, r.rating) for r in shorts] == [("Paper Lanterns", 7.7)]

@@ -141,7 +141,9 @@ class ImdbTsvReader(FileReader):
             rating = float(ratings[index]) if index < len(rated) and rated[index] == number else None
             if rating is None and self.require_rating:
                 skipped[
-                    f"no rating with at least {self.min_votes} votes" if self.min_votes else "no rating"
+                    f"no rating with at least data.reader.min_votes={self.min_votes} votes"
+                    if self.min_votes
+                    else "no rating; data.reader.require_rating=false keeps them"
                 ] += 1
                 continue
             title, year, genres = fields[at[self.title_column]], fields[at["startYear"]], fields[at["genres"]]
@@ -152,7 +154,7 @@ class ImdbTsvReader(FileReader):
                 genres=() if genres == NULL else tuple(g for g in genres.split(",") if g),
                 line=line_number,
             )
-        skipped["other title types"] = table.filtered
+        skipped[f"titleType not in data.reader.title_types={list(self.title_types)}"] = table.filtered
         for reason, count in skipped.items():
             if count:
                 log.info("%s: skipped %d titles (%s)", path.name, count, reason)
