@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import os
 import random
+import shlex
+import shutil
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from tests import fault_runs
+
+REPO = Path(__file__).resolve().parents[1]
 
 STEPS = 30
 COMMON = [
@@ -143,3 +149,31 @@ def test_runs_killed_at_random_moments_and_mid_write_lose_nothing(reference, tmp
 @pytest.mark.slow
 def test_twenty_runs_killed_at_random_moments_and_mid_write_lose_nothing(reference, tmp_path):
     _kill_loop(reference, tmp_path, kills=20, during_writes=6)
+
+
+def test_the_printed_resume_command_resumes_the_run(tmp_path):
+    """`python -m movielab.train` stopped by Ctrl-C prints its own command line with ckpt_path set
+    (a path with a space quoted): that line, run as printed, goes on from the checkpoint."""
+    data = tmp_path / "my data" / "movies.csv"
+    data.parent.mkdir()
+    shutil.copy(REPO / "movielab" / "data" / "samples" / "letterboxd_sample.csv", data)
+    overrides = [
+        *(o for o in COMMON if "SlowSteps" not in o),
+        f"data.path={data}",
+        "trainer.max_steps=5",
+        f"paths.root_dir={tmp_path}",
+        "+callbacks.signal._target_=tests.fault_runs.SignalAtStep",
+        "+callbacks.signal.step=2",
+        f"+callbacks.signal.signum={int(signal.SIGINT)}",
+    ]
+    train = [sys.executable, "-m", "movielab.train"]
+    stopped = subprocess.run([*train, *overrides], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert stopped.returncode == 128 + signal.SIGINT, stopped.stderr[-2000:]
+    [line] = [line for line in stopped.stdout.splitlines() if line.strip().startswith("resume:")]
+    command = shlex.split(line.split("resume:", 1)[1])
+    [last] = tmp_path.glob("outputs/*/runs/*/checkpoints/last.ckpt")
+    assert command == ["python", "-m", "movielab.train", *overrides, f"ckpt_path={last}"]
+    assert fault_runs.complete_step(last) == 3
+    resumed = subprocess.run([*train, *command[3:]], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]  # the signal's step has passed: it sends none
+    assert "Run finished after 5 steps" in resumed.stdout

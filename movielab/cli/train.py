@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import shlex
 import signal
 import sys
 import time
@@ -15,6 +16,8 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
@@ -299,6 +302,17 @@ def train(cfg: DictConfig) -> float | None:
     return None if value is None or math.isnan(value) else value
 
 
+def _resume_command(ckpt: str) -> str:
+    """This run's own command line (Hydra's record of its overrides) with `ckpt_path` set, so an
+    interrupted run goes on by pasting one line. A sweep's trial goes on by rerunning the sweep."""
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.RUN:
+        return f"python -m movielab.train <same options> ckpt_path={ckpt}"
+    given = HydraConfig.get().overrides
+    set_here = {"ckpt_path", "hydra.mode"}  # the one set below; the one Hydra records for itself
+    kept = [o for o in [*given.hydra, *given.task] if o.split("=", 1)[0].lstrip("+~") not in set_here]
+    return shlex.join(["python", "-m", "movielab.train", *kept, f"ckpt_path={ckpt}"])
+
+
 def _print_summary(
     trainer: L.Trainer,
     cfg: DictConfig,
@@ -330,7 +344,7 @@ def _print_summary(
         else:  # a genre classifier writes no text; it reads a plot
             lines.append(f'  predict:      python -m movielab.predict ckpt={ckpt} text="<a plot>"')
         if interrupted:
-            lines.append(f"  resume:       python -m movielab.train <same options> ckpt_path={ckpt}")
+            lines.append(f"  resume:       {_resume_command(ckpt)}")
     elif not trainer.fast_dev_run:
         lines.append("  no checkpoint was written (callbacks.last_checkpoint is off)")
     interval = cfg.trainer.get("val_check_interval")
