@@ -57,11 +57,21 @@ SECTION_FIELDS = {
 TRAINING_STATE = ("optimizer_states", "lr_schedulers", "loops", "callbacks")
 
 
+def _folder_hint(path: Path) -> str:
+    """A run folder given for its checkpoint: name the checkpoint it holds."""
+    if not path.is_dir():
+        return ""
+    for inside in (path / "checkpoints" / "last.ckpt", path / "last.ckpt"):
+        if inside.is_file():
+            return f" (it is a folder; its last checkpoint is ckpt={inside})"
+    return " (it is a folder)"
+
+
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """torch.load with weights_only=True, and a one-line error for a missing, foreign or damaged file."""
     path = Path(path)
     if not path.is_file():
-        raise MovielabError(f"checkpoint not found: {path}" + (" (it is a folder)" if path.is_dir() else ""))
+        raise MovielabError(f"checkpoint not found: {path}" + _folder_hint(path))
     if path.stat().st_size == 0:
         raise MovielabError(f"checkpoint is corrupt: {path} is empty (0 bytes)")
     try:

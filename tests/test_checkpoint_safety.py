@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import os
 import pickle
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -206,6 +207,14 @@ def test_a_folder_an_empty_file_and_text_are_refused(tmp_path, traps):
     _refused(tmp_path / "folder.ckpt", traps, match="checkpoint not found: .*it is a folder")
     _refused(tmp_path / "empty.ckpt", traps, match="checkpoint is corrupt: .* is empty")
     _refused(tmp_path / "notes.ckpt", traps, match="is not a movielab checkpoint")
+
+
+def test_a_run_folder_given_for_its_checkpoint_names_the_checkpoint_inside(good, tmp_path, traps):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(good.read_bytes())
+    inside = re.escape(f"ckpt={run / 'checkpoints' / 'last.ckpt'}")
+    _refused(run, traps, match=f"checkpoint not found: .*it is a folder; its last checkpoint is {inside}")
 
 
 class _OtherProject(L.LightningModule):
