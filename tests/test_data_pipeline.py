@@ -110,6 +110,13 @@ def test_empty_dataset_after_filtering(tmp_path):
         _prepare(path, tmp_path / "cache", reader=CsvReader({"title": "name", "description": "description"}))
 
 
+def test_one_record_left_is_refused_with_what_was_read(tmp_path):
+    path = tmp_path / "one.csv"
+    path.write_text("name,description\nA,a plot\nB,\n", encoding="utf-8")
+    with pytest.raises(MovielabError, match=r"one.csv: 1 record kept of 2 read, .* need at least 2"):
+        _prepare(path, tmp_path / "cache", reader=CsvReader({"title": "name", "description": "description"}))
+
+
 def _stream(n: int = 500) -> TokenSplit:
     tokens = (np.arange(n) % 50).astype(np.uint16)
     return TokenSplit(tokens, np.array([0, n]), {"rating": np.array([np.nan], dtype=np.float32)})

@@ -361,6 +361,12 @@ def prepare_token_data(
                 f"{path}: no records left after filtering ({read} read, all missing "
                 f"{', '.join(skipped) or 'text'}); check data.reader and data.template"
             )
+        if spill.n_records < 2:
+            raise MovielabError(
+                f"{path}: {spill.n_records} record kept of {read} read, and a train and a validation "
+                "split need at least 2; check the skipped counts above, and what data.reader counts "
+                "as one record"
+            )
         is_val = np.zeros(spill.n_records, dtype=bool)
         is_val[split_indices(spill.n_records, val_fraction, split_seed)[1]] = True
 

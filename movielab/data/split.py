@@ -14,7 +14,6 @@ def split_indices(n_records: int, val_fraction: float, seed: int) -> tuple[np.nd
     if n_records < 2:
         raise MovielabError(
             f"need at least 2 records to make a train and a validation split, got {n_records}"
-            " (the log above says what was skipped)"
         )
     n_val = min(n_records - 1, max(1, round(n_records * val_fraction)))
     order = np.random.default_rng(seed).permutation(n_records)
