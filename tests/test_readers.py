@@ -41,6 +41,20 @@ def test_missing_required_column_names_file_and_column(tmp_path):
         list(CsvReader(LETTERBOXD_COLUMNS).read(path, required=("title",)))
 
 
+def test_a_text_file_read_as_csv_is_said_to_be_no_csv_and_a_wide_header_is_cut(tmp_path):
+    script = tmp_path / "script.txt"
+    script.write_text("jerry: " + "so what is the deal with airline food, " * 5 + "\n\nelaine: no.\n")
+    with pytest.raises(MovielabError) as refused:
+        list(CsvReader(LETTERBOXD_COLUMNS).read(script, required=("title",)))
+    message = str(refused.value)
+    assert "none that look like a CSV header (its first line begins 'jerry: so what" in message
+    assert "data=text" in message and "airline food, so" not in message and "\n" not in message
+    wide = tmp_path / "wide.csv"
+    wide.write_text(",".join(f"column_{i}" for i in range(30)) + "\n" + ",".join("x" * 30) + "\n")
+    with pytest.raises(MovielabError, match=r"column_0, column_1, .*column_19 and 10 more; map"):
+        list(CsvReader(LETTERBOXD_COLUMNS).read(wide, required=("title",)))
+
+
 def test_a_mapped_column_the_file_lacks_is_an_error_even_when_not_required(tmp_path):
     path = tmp_path / "films.csv"
     path.write_text("name,description,score\nA,B,3\n", encoding="utf-8")

@@ -73,12 +73,12 @@ class CsvReader(FileReader):
             elif field_name in required:
                 raise MovielabError(
                     f"{path}: required column '{column}' (for {field_name}) is missing; columns found: "
-                    f"{', '.join(header) or 'none'}; map yours with data.reader.columns.{field_name}=<column>"
+                    f"{_listed(header)}; map yours with data.reader.columns.{field_name}=<column>"
                 )
             elif field_name not in self.optional:
                 raise MovielabError(
                     f"{path}: data.reader.columns.{field_name}='{column}' names no column of the file; "
-                    f"columns found: {', '.join(header) or 'none'}; map it to one of them, or set "
+                    f"columns found: {_listed(header)}; map it to one of them, or set "
                     f"data.reader.columns.{field_name}=null to read no {field_name}"
                 )
         return positions
@@ -104,3 +104,16 @@ class CsvReader(FileReader):
         if field_name == "genres":
             return tuple(g.strip() for g in cell.split(self.genre_separator) if g.strip())
         return cell.replace("\r\n", "\n")
+
+
+def _listed(header: list[str], most: int = 20, width: int = 40) -> str:
+    """The header's columns for an error line: a file that is not CSV (its first line, prose, read
+    as column names) is said to be so, not printed whole."""
+    if not header:
+        return "none"
+    if any(len(name) > 2 * width or len(name.split()) > 4 for name in header):  # a sentence, not a name
+        first = ", ".join(header)[:width]
+        return f"none that look like a CSV header (its first line begins '{first}...'; plain text: data=text)"
+    shown = [name if len(name) <= width else name[: width - 3] + "..." for name in header[:most]]
+    more = f" and {len(header) - most} more" if len(header) > most else ""
+    return ", ".join(shown) + more
