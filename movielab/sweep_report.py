@@ -19,6 +19,23 @@ from omegaconf import OmegaConf
 from movielab.errors import MovielabError, user_errors_reported
 
 
+def _why_not(folder: Path, study_file: str) -> str:
+    """What the folder lacks, and the newest sweep folders below it (a user gave `outputs/`)."""
+    if not folder.exists():
+        return "it does not exist"
+    if not folder.is_dir():
+        database = (
+            f"; a sweep database is read with --storage sqlite:///{folder}" if folder.suffix == ".db" else ""
+        )
+        return f"it is a file{database}"
+    depths = ("*", "*/*", "*/*/*", "*/*/*/*")
+    found = [path.parent for depth in depths for path in folder.glob(f"{depth}/{study_file}")]
+    if not found:
+        return f"no {study_file}"
+    newest = sorted(found, key=lambda path: path.stat().st_mtime, reverse=True)[:3]
+    return f"no {study_file}; sweep folders below it, newest first: {', '.join(map(str, newest))}"
+
+
 def _locate(args: argparse.Namespace) -> tuple[str, str, Path]:
     """(storage URL, study name, output folder) from the command line."""
     from movielab.sweeps.optuna_sweep import STUDY_FILE
@@ -26,8 +43,9 @@ def _locate(args: argparse.Namespace) -> tuple[str, str, Path]:
     if args.sweep_dir is not None:
         study_file = Path(args.sweep_dir) / STUDY_FILE
         if not study_file.is_file():
+            why = _why_not(Path(args.sweep_dir), STUDY_FILE)
             raise MovielabError(
-                f"{args.sweep_dir} is not a sweep folder (no {STUDY_FILE}); give the folder a "
+                f"{args.sweep_dir} is not a sweep folder ({why}); give the folder a "
                 "`python -m movielab.train -m ...` sweep wrote, or --storage URL --study NAME"
             )
         written = OmegaConf.load(study_file)

@@ -138,6 +138,14 @@ def test_a_sweep_runs_persists_reports_and_resumes(tmp_path, monkeypatch, capsys
     assert "## model.optimizer.lr" in printed and "## model.net.config.n_embd" in printed
     assert printed.count("| complete |") == 3
     assert (tmp_path / "report" / "val_loss_by_factor.png").read_bytes()[:4] == b"\x89PNG"
+    # the folder above the sweeps is refused with the sweep folders it holds, newest first
+    for given, why in [
+        (tmp_path, f"no study.yaml; sweep folders below it, newest first: {tmp_path / 'second'}, "),
+        (tmp_path / "nowhere", "it does not exist"),
+    ]:
+        with pytest.raises(SystemExit):
+            report_main([str(given)])
+        assert f"{given} is not a sweep folder ({why}" in capsys.readouterr().err
 
     # resuming with another search space is refused before any trial runs
     with pytest.raises(SystemExit):
