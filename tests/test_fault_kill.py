@@ -20,8 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests import fault_runs
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO
 
 STEPS = 30
 COMMON = [
