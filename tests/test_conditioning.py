@@ -95,7 +95,7 @@ def test_ratings_0_and_10_generate_and_bad_ratings_get_one_line_errors():
     for bad, message in [
         (10.01, r"rating=10\.01 is outside this model's rating scale \[0, 10\]"),
         (-1, r"rating=-1 is outside"),
-        ("abc", r"rating='abc' is not a number"),
+        ("abc", r"rating='abc' is not a number; give one in \[0, 10\], e\.g\. rating=5$"),
         (True, r"rating=True is not a number"),
         (float("nan"), r"rating=nan is not a number"),
         ([1.0, 2.0], r"rating=\[1.0, 2.0\] is not a number"),
@@ -107,6 +107,11 @@ def test_ratings_0_and_10_generate_and_bad_ratings_get_one_line_errors():
         MovielabError, match="does not take genres; its prompt fields are title, prime, rating"
     ):
         generate_texts(sampler, [Request({"genres": ["drama"]}, settings, 0)])
+
+
+def test_a_bad_rating_on_a_star_scale_gets_an_example_inside_that_scale():
+    with pytest.raises(MovielabError, match=r"give one in \[0\.5, 5\], e\.g\. rating=2\.75$"):
+        _rating((0.5, 5.0)).value("four stars")
 
 
 def test_the_rating_reaches_the_model_and_its_gradient_reaches_the_rating_embedding():

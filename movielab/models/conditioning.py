@@ -134,6 +134,7 @@ class RatingPrefix(ConditionEncoder):
 
     def _checked(self, value: Any, name: str) -> float:
         low, high = f"{self.low:g}", f"{self.high:g}"
+        example = f"{(self.low + self.high) / 2:g}"  # inside the scale, whatever it is
         try:
             if isinstance(value, bool):
                 raise ValueError
@@ -142,7 +143,7 @@ class RatingPrefix(ConditionEncoder):
             rating = math.nan
         if not math.isfinite(rating):
             raise MovielabError(
-                f"{name}={value!r} is not a number; give one in [{low}, {high}], e.g. {name}=7.5"
+                f"{name}={value!r} is not a number; give one in [{low}, {high}], e.g. {name}={example}"
             )
         if not self.low <= rating <= self.high:
             raise MovielabError(f"{name}={value!r} is outside this model's rating scale [{low}, {high}]")
