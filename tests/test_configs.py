@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
+import hydra
 import pytest
 from hydra.utils import instantiate
 
@@ -12,6 +14,8 @@ from movielab.data.batching import WindowBatching
 from movielab.models.spec import data_needs, spec_from_config
 from tests.builders import module_from_config
 from tests.conftest import CONF_DIR, REPO, compose_config
+
+HYDRA_LOGGING_DISABLED = Path(hydra.__file__).parent / "conf" / "hydra" / "hydra_logging" / "disabled.yaml"
 
 
 def _options(group: str) -> list[str]:
@@ -79,3 +83,21 @@ def test_seinfeld_lstm_tied_is_the_reference_model_tied_on_40_word_windows(tmp_p
     assert cfg.data.batching.batch_size * config.block_size == 256 * 10  # the reference's words per step
     net = module_from_config(cfg.model, vocab_size=100).net
     assert net.head.weight is net.embedding.weight
+
+
+def test_the_sampling_commands_log_show_movielab_warnings_and_nothing_else():
+    """generate/evaluate/predict keep Hydra's job log off, yet a movielab warning (a prompt word
+    the model never saw) must reach the terminal, after Hydra's own disabled logging ran."""
+    script = f"""
+import logging, logging.config, yaml
+early = logging.getLogger("movielab.models.language_sampler")  # imported before Hydra sets up logging
+hydra_logging = yaml.safe_load(open({str(HYDRA_LOGGING_DISABLED)!r}))
+logging.config.dictConfig(hydra_logging)
+logging.config.dictConfig(yaml.safe_load(open({str(CONF_DIR / "hydra" / "job_logging" / "warnings.yaml")!r})))
+early.warning("an unseen word")
+logging.getLogger("movielab.data").info("an info line")
+logging.getLogger("lightning.pytorch").warning("a library's warning")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stderr == "WARNING: an unseen word\n"
+    assert result.stdout == ""

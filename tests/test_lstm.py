@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 from functools import partial
 from pathlib import Path
@@ -211,6 +212,21 @@ def test_generate_primed_with_a_speaker_prints_a_script(script_run, tmp_path):
         assert "\n\n" in text  # utterances on their own lines, a blank line between
         lines = [line for line in text.split("\n") if line]
         assert sum(line.split(" ")[0].endswith(":") for line in lines) >= len(lines) // 2  # "speaker: ..."
+
+
+def test_prime_words_the_model_never_saw_are_named_once_for_all_samples(script_run, tmp_path, caplog):
+    ckpt = script_run / "checkpoints" / "last.ckpt"
+    cfg = compose_config(
+        tmp_path,
+        [f"ckpt={ckpt}", "prime='zorblax: marla:'", "max_new_tokens=5", "num_samples=3", "seed=0"],
+        config_name="generate",
+    )
+    with caplog.at_level(logging.WARNING, logger="movielab"):
+        generate_samples(cfg)
+    notes = [r.getMessage() for r in caplog.records if "never saw" in r.getMessage()]
+    assert notes == [
+        "the prompt has words this model never saw in training, read as its unknown token: 'zorblax:'"
+    ]
 
 
 def _char_gpt_on_the_script_sample():  # noqa: ANN202

@@ -125,7 +125,7 @@ def generate_samples(cfg: DictConfig) -> list[GeneratedText]:
             f"max_new_tokens={settings.max_new_tokens}\n"
         )
         saved = save_samples(model.run_dir, header, texts, titles)
-        print(f"saved {len(texts)} samples to {saved} (seed={seed})")
+        print(f"saved {len(texts)} sample{'' if len(texts) == 1 else 's'} to {saved} (seed={seed})")
     return results
 
 

@@ -40,6 +40,7 @@ class LanguageModelSampler:
         self.tokenizer = tokenizer
         self.template = template
         self.stop = template.stop
+        self._last_noted: str | None = None  # num_samples copies of one prompt: noted once
 
     @property
     def device(self) -> torch.device:
@@ -96,7 +97,18 @@ class LanguageModelSampler:
                 f"the prompt has characters this model never saw in training: {' '.join(map(repr, chars))}; "
                 "remove or replace them"
             )
-        log.info("the prompt has %d token(s) this model reads as unknown", list(ids).count(unknown))
+        if text == self._last_noted:
+            return
+        self._last_noted = text
+        words = getattr(self.tokenizer, "words", None)
+        if callable(words):  # a word model: name the words, so a user can respell or replace them
+            unseen = sorted({w for w in words(text) if self.tokenizer.encode(w)[0] == unknown})
+            log.warning(
+                "the prompt has words this model never saw in training, read as its unknown token: %s",
+                " ".join(map(repr, unseen)),
+            )
+        else:
+            log.warning("the prompt has %d token(s) this model reads as unknown", list(ids).count(unknown))
 
     def decoder(self, use_cache: bool = True) -> RowDecoder:
         if use_cache:
