@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from movielab.cli import command, evaluate, generate, predict, serve, train
+from movielab.data.fitting_configs import data_options_fitting
 
 CHECKPOINT_COMMANDS = {"generate": generate, "predict": predict, "evaluate": evaluate, "serve": serve}
 # what each needs besides a checkpoint; predict's plot holds a comma and an apostrophe, which reach
@@ -43,6 +44,28 @@ def test_missing_required_column(in_tmp, monkeypatch, capsys):
     (in_tmp / "films.csv").write_text("title,plot\nA,B\n", encoding="utf-8")
     line = run_cli(train.main, ["data.path=films.csv"], monkeypatch, capsys)
     assert "films.csv: required column 'name'" in line
+    assert "fit data=" not in line  # no bundled option reads a title,plot file
+
+
+def test_a_csv_given_to_the_wrong_data_option_is_pointed_at_the_one_its_columns_fit(
+    in_tmp, monkeypatch, capsys
+):
+    header = "Rank,Title,Genre,Description,Director,Actors,Year,Runtime (Minutes),Rating,Votes"
+    (in_tmp / "films.csv").write_text(f'{header}\n1,A,"Drama,War",B,C,D,2001,90,7.1,10\n', encoding="utf-8")
+    line = run_cli(train.main, ["data=letterboxd", "data.path=films.csv"], monkeypatch, capsys)
+    assert line.endswith(
+        "required column 'name' (for title) is missing; columns found: "
+        + header.replace(",", ", ")
+        + "; map yours with data.reader.columns.title=<column>; the file's columns fit data=imdb1000_plots"
+    )
+
+
+def test_the_data_options_a_header_fits_outside_a_hydra_command():
+    letterboxd = ["movie_id", "name", "date", "tagline", "description", "minute", "rating"]
+    assert data_options_fitting(letterboxd) == ["letterboxd", "letterboxd_titles"]
+    assert data_options_fitting(["name", "description"]) == ["letterboxd"]  # its other columns are optional
+    assert data_options_fitting(["movie_title", "imdb_score"]) == ["imdb_titles"]
+    assert data_options_fitting(["Title", "Plot"]) == []  # wiki_plots also needs Genre and Release Year
 
 
 def test_empty_dataset_after_filtering(in_tmp, monkeypatch, capsys):

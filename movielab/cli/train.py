@@ -30,6 +30,8 @@ from movielab.checkpoint import SECTION, load_weights, movielab_section, read_ch
 from movielab.checkpoint_io import AtomicCheckpointIO, RunDescription
 from movielab.data.batching import RecordBatching
 from movielab.data.datamodule import TextDataModule
+from movielab.data.fitting_configs import fitting_options_hint
+from movielab.data.readers.csv_reader import MissingColumns
 from movielab.data.token_cache import TokenData
 from movielab.errors import (
     MovielabError,
@@ -234,7 +236,10 @@ def train(cfg: DictConfig) -> float | None:
     datamodule, spec = planned_run(cfg)
     output_dir = Path(cfg.paths.output_dir)
     _clear_debris(output_dir, cfg.ckpt_path)
-    data = datamodule.prepare()
+    try:
+        data = datamodule.prepare()
+    except MissingColumns as error:  # a CSV given to the wrong data= option: name the right one
+        raise MovielabError(f"{error}{fitting_options_hint(error.header)}") from None
     spec = connect(spec, datamodule.facts())  # the data's vocabulary, genres, scale, after it
     resumed = None
     if cfg.ckpt_path:

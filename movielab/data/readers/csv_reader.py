@@ -16,6 +16,15 @@ from movielab.errors import MovielabError
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
+class MissingColumns(MovielabError):
+    """A column the reader is set to read is not in the file's header; the header is kept so the
+    train command can name the data= options whose columns it has."""
+
+    def __init__(self, message: str, header: Sequence[str]) -> None:
+        super().__init__(message)
+        self.header = list(header)
+
+
 @dataclass(frozen=True)
 class CsvReader(FileReader):
     """Maps columns to Record fields by name, so extra or reordered columns do not matter.
@@ -71,15 +80,17 @@ class CsvReader(FileReader):
             if column in header:
                 positions[field_name] = header.index(column)
             elif field_name in required:
-                raise MovielabError(
+                raise MissingColumns(
                     f"{path}: required column '{column}' (for {field_name}) is missing; columns found: "
-                    f"{_listed(header)}; map yours with data.reader.columns.{field_name}=<column>"
+                    f"{_listed(header)}; map yours with data.reader.columns.{field_name}=<column>",
+                    header,
                 )
             elif field_name not in self.optional:
-                raise MovielabError(
+                raise MissingColumns(
                     f"{path}: data.reader.columns.{field_name}='{column}' names no column of the file; "
                     f"columns found: {_listed(header)}; map it to one of them, or set "
-                    f"data.reader.columns.{field_name}=null to read no {field_name}"
+                    f"data.reader.columns.{field_name}=null to read no {field_name}",
+                    header,
                 )
         return positions
 

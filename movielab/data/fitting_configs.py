@@ -1,0 +1,57 @@
+"""Which bundled `data=` options a CSV file's header fits: a file given to the wrong option (the
+IMDB-1000 CSV under data=letterboxd) is pointed at the one whose columns it has."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
+
+from movielab import CONFIG_DIR
+
+CSV_READER = "movielab.data.readers.CsvReader"
+
+
+@contextmanager
+def _hydra() -> Iterator[None]:
+    """Inside a Hydra command its config search path is already set up; elsewhere (tests, the
+    API) movielab's own config folder is opened for the lookup and closed after it."""
+    if GlobalHydra.instance().is_initialized():
+        yield
+        return
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
+        yield
+
+
+def _needed_columns(data: DictConfig) -> set[str]:
+    reader = data.get("reader") or {}
+    optional = set(reader.get("optional") or ())
+    columns = reader.get("columns") or {}
+    return {column for field, column in columns.items() if column is not None and field not in optional}
+
+
+def data_options_fitting(header: Sequence[str]) -> list[str]:
+    """The data= options read by the CSV reader whose needed columns are all in `header`."""
+    names = sorted(p.stem for p in Path(CONFIG_DIR, "data").glob("*.yaml") if not p.stem.startswith("_"))
+    fitting = []
+    with _hydra():
+        for name in names:
+            data = compose(config_name=f"data/{name}")
+            data = data.get("data", data)  # a group config composed alone may come under its group
+            reader = data.get("reader") or {}
+            needed = _needed_columns(data)
+            if reader.get("_target_") == CSV_READER and needed and needed <= set(header):
+                fitting.append(name)
+    return fitting
+
+
+def fitting_options_hint(header: Sequence[str]) -> str:
+    """'; its columns fit data=X' (or nothing when no bundled option fits)."""
+    fitting = data_options_fitting(header)
+    if not fitting:
+        return ""
+    return f"; the file's columns fit {' or '.join(f'data={name}' for name in fitting)}"
