@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -36,10 +35,10 @@ def _needed_columns(data: DictConfig) -> set[str]:
 
 def data_options_fitting(header: Sequence[str]) -> list[str]:
     """The data= options read by the CSV reader whose needed columns are all in `header`."""
-    names = sorted(p.stem for p in Path(CONFIG_DIR, "data").glob("*.yaml") if not p.stem.startswith("_"))
     fitting = []
     with _hydra():
-        for name in names:
+        options = GlobalHydra.instance().config_loader().get_group_options("data")
+        for name in (option for option in options if not option.startswith("_")):  # _base: a shared part
             data = compose(config_name=f"data/{name}")
             data = data.get("data", data)  # a group config composed alone may come under its group
             reader = data.get("reader") or {}
