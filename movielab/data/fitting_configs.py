@@ -27,7 +27,10 @@ def _hydra() -> Iterator[None]:
 
 
 def _needed_columns(data: DictConfig) -> set[str]:
+    """The columns a CSV-reading data option cannot do without (none for the other readers)."""
     reader = data.get("reader") or {}
+    if reader.get("_target_") != CSV_READER:
+        return set()
     optional = set(reader.get("optional") or ())
     columns = reader.get("columns") or {}
     return {column for field, column in columns.items() if column is not None and field not in optional}
@@ -39,17 +42,14 @@ def data_options_fitting(header: Sequence[str]) -> list[str]:
     with _hydra():
         options = GlobalHydra.instance().config_loader().get_group_options("data")
         for name in (option for option in options if not option.startswith("_")):  # _base: a shared part
-            data = compose(config_name=f"data/{name}")
-            data = data.get("data", data)  # a group config composed alone may come under its group
-            reader = data.get("reader") or {}
-            needed = _needed_columns(data)
-            if reader.get("_target_") == CSV_READER and needed and needed <= set(header):
+            needed = _needed_columns(compose(config_name=f"data/{name}").data)  # composed under its group
+            if needed and needed <= set(header):
                 fitting.append(name)
     return fitting
 
 
 def fitting_options_hint(header: Sequence[str]) -> str:
-    """'; its columns fit data=X' (or nothing when no bundled option fits)."""
+    """'; the file's columns fit data=X' (or nothing when no bundled option fits)."""
     fitting = data_options_fitting(header)
     if not fitting:
         return ""
