@@ -100,9 +100,9 @@ class LanguageModelSampler:
         if text == self._last_noted:
             return
         self._last_noted = text
-        words = getattr(self.tokenizer, "words", None)
-        if callable(words):  # a word model: name the words, so a user can respell or replace them
-            unseen = sorted({w for w in words(text) if self.tokenizer.encode(w)[0] == unknown})
+        if self.tokenizer.kind == "word":  # name the words, so a user can respell or replace them
+            # a word tokenizer encodes its words one id each, so the ids line up with them
+            unseen = sorted({w for w, i in zip(self.tokenizer.words(text), ids, strict=True) if i == unknown})
             log.warning(
                 "the prompt has words this model never saw in training, read as its unknown token: %s",
                 " ".join(map(repr, unseen)),
